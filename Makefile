@@ -1,0 +1,44 @@
+# Set-up and main entry points. On a fresh Debian machine `make run` and `make test` do everything:
+# create .venv, install fmnist (CPU torch from the wheel on disk), make sure the dataset is
+# reachable, then run.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_DIR ?= runs
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export MPLBACKEND := Agg
+
+.PHONY: run test install data clean
+
+run: data
+	$(BIN)/fmnist info
+	$(BIN)/fmnist explore --out $(RUN_DIR)/explore
+
+test: data
+	$(BIN)/python -m pytest -q
+
+install: $(STAMP)
+
+# Torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build, while
+# 2.13.0 is the CPU wheel on this machine's disk. pyproject.toml keeps a loose range (torch>=2.4).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# fmnist looks in --data, $FMNIST_DATA, the cache, system copies, then downloads. When all of that
+# fails (no network), install Debian's copy of the official files.
+data: install
+	@$(BIN)/fmnist data --quiet >/dev/null 2>&1 || { \
+	  echo "fmnist: no dataset reachable; installing Debian's dataset-fashion-mnist"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null; }; \
+	}
+	$(BIN)/fmnist data
+
+clean:
+	rm -rf $(VENV) $(RUN_DIR) .pytest_cache src/*.egg-info

@@ -1,0 +1,203 @@
+"""IDX, CSV and image-folder readers: round trips and every kind of bad input."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+from conftest import write_idx_set
+
+from fmnist.data import formats
+from fmnist.data.dataset import load_dataset
+from fmnist.errors import DataError
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
+def test_idx_round_trip(tmp_path, suffix, dtype):
+    array = (np.arange(2 * 3 * 4) - 5).astype(dtype).reshape(2, 3, 4)
+    path = tmp_path / f"data-idx3-ubyte{suffix}"
+    formats.write_idx(path, array)
+    back = formats.read_idx(path)
+    assert back.dtype == np.dtype(dtype) and back.shape == (2, 3, 4)
+    assert np.array_equal(back, array)
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_idx_round_trip_of_real_images(tmp_path, fashion):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    formats.write_idx(path, fashion.train.images[:500])
+    assert np.array_equal(formats.read_idx(path), fashion.train.images[:500])
+    # Same bytes every time (mtime=0 in the gzip header): reproducible files.
+    first = path.read_bytes()
+    formats.write_idx(path, fashion.train.images[:500])
+    assert path.read_bytes() == first
+
+
+def test_truncated_gz(tmp_path, fashion):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    formats.write_idx(path, fashion.train.images[:200])
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: truncated gzip data"):
+        formats.read_idx(path)
+
+
+def test_wrong_magic_number(tmp_path):
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(b"\x12\x34\x08\x03" + bytes(100))
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: not an IDX file: magic number 0x12340803"):
+        formats.read_idx(path)
+
+
+def test_truncated_raw_idx_and_trailing_bytes(tmp_path):
+    path = tmp_path / "labels-idx1-ubyte"
+    path.write_bytes(formats.idx_bytes(np.arange(10, dtype=np.uint8))[:-3])
+    with pytest.raises(DataError, match=r"truncated: header says shape \(10,\)"):
+        formats.read_idx(path)
+    path.write_bytes(formats.idx_bytes(np.arange(10, dtype=np.uint8)) + b"xx")
+    with pytest.raises(DataError, match="2 unexpected bytes"):
+        formats.read_idx(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: empty file"):
+        formats.read_idx(path)
+
+
+def _idx_dir(tmp_path, fashion, train_labels=None, n=40):
+    labels = fashion.train.labels[:n] if train_labels is None else train_labels
+    write_idx_set(tmp_path, fashion.train.images[:n], labels, fashion.test.images[:10], fashion.test.labels[:10])
+    return tmp_path
+
+
+def test_image_label_count_mismatch(tmp_path, fashion):
+    _idx_dir(tmp_path, fashion, train_labels=fashion.train.labels[:39])
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: 39 labels but train-images-idx3-ubyte holds 40 images"):
+        load_dataset(tmp_path, download=False)
+
+
+def test_label_out_of_range(tmp_path, fashion):
+    labels = fashion.train.labels[:40].copy()
+    labels[7] = 10
+    _idx_dir(tmp_path, fashion, train_labels=labels)
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: label 10 at index 7 is outside 0-9"):
+        load_dataset(tmp_path, download=False)
+
+
+def test_images_of_the_wrong_size(tmp_path, fashion):
+    _idx_dir(tmp_path, fashion)
+    formats.write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((40, 32, 32), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"shape \(N, 28, 28\), found \(40, 32, 32\)"):
+        load_dataset(tmp_path, download=False)
+
+
+def test_incomplete_idx_set(tmp_path, fashion):
+    _idx_dir(tmp_path, fashion)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match=r"incomplete IDX set: missing t10k-labels-idx1-ubyte"):
+        load_dataset(tmp_path, download=False)
+
+
+def _write_csv(path, lines):
+    header = ",".join(formats.CSV_HEADER)
+    path.write_text("\n".join([header] + lines) + "\n")
+
+
+def _row(label=3, pixel=0):
+    return ",".join([str(label)] + [str(pixel)] * 784)
+
+
+def test_csv_reads_rows(tmp_path):
+    path = tmp_path / "fashion-mnist_train.csv"
+    _write_csv(path, [_row(3, 7), _row(9, 255)])
+    images, labels = formats.read_kaggle_csv(path)
+    assert images.shape == (2, 28, 28) and images.dtype == np.uint8
+    assert list(labels) == [3, 9] and images[1].min() == 255
+
+
+def test_csv_missing_column(tmp_path):
+    path = tmp_path / "fashion-mnist_train.csv"
+    path.write_text(",".join(formats.CSV_HEADER[:-1]) + "\n" + ",".join(["1"] * 784) + "\n")
+    with pytest.raises(DataError, match=r"fashion-mnist_train\.csv: bad CSV header \(missing column pixel784\)"):
+        formats.read_kaggle_csv(path)
+
+
+def test_csv_row_with_a_missing_value(tmp_path):
+    path = tmp_path / "fashion-mnist_train.csv"
+    _write_csv(path, [_row(), _row()[:-2]])
+    with pytest.raises(DataError, match=r"line 3: 784 values, expected 785"):
+        formats.read_kaggle_csv(path)
+
+
+def test_csv_non_numeric_pixel(tmp_path):
+    path = tmp_path / "fashion-mnist_test.csv"
+    fields = _row().split(",")
+    fields[5] = "abc"
+    _write_csv(path, [_row(), ",".join(fields)])
+    with pytest.raises(DataError, match=r"fashion-mnist_test\.csv: line 3: pixel5 = 'abc' is not an integer"):
+        formats.read_kaggle_csv(path)
+
+
+def test_csv_out_of_range_pixel(tmp_path):
+    path = tmp_path / "fashion-mnist_test.csv"
+    fields = _row().split(",")
+    fields[100] = "300"
+    _write_csv(path, [_row(), _row(), ",".join(fields)])
+    with pytest.raises(DataError, match=r"line 4: pixel100 = 300 is outside 0-255"):
+        formats.read_kaggle_csv(path)
+
+
+def test_csv_label_out_of_range(tmp_path):
+    for name in ("fashion-mnist_train.csv", "fashion-mnist_test.csv"):
+        _write_csv(tmp_path / name, [_row(1), _row(12)])
+    with pytest.raises(DataError, match=r"fashion-mnist_train\.csv: label 12 at index 1 is outside 0-9"):
+        load_dataset(tmp_path, download=False)
+
+
+def test_csv_empty_and_header_only(tmp_path):
+    path = tmp_path / "fashion-mnist_train.csv"
+    path.write_text("")
+    with pytest.raises(DataError, match="empty file"):
+        formats.read_kaggle_csv(path)
+    _write_csv(path, [])
+    with pytest.raises(DataError, match="no data rows"):
+        formats.read_kaggle_csv(path)
+
+
+def test_csv_gzipped_is_read_too(tmp_path):
+    path = tmp_path / "fashion-mnist_train.csv"
+    _write_csv(path, [_row(4, 9)])
+    path.write_bytes(gzip.compress(path.read_bytes()))
+    images, labels = formats.read_kaggle_csv(path)
+    assert list(labels) == [4] and images.max() == 9
+
+
+def test_unreadable_image_in_a_folder(tmp_path, fashion):
+    formats.write_image_folder(tmp_path / "train", fashion.train.images[:20], fashion.train.labels[:20], list(fashion.classes))
+    formats.write_image_folder(tmp_path / "test", fashion.test.images[:5], fashion.test.labels[:5], list(fashion.classes))
+    bad = tmp_path / "train" / "3_Dress" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    with pytest.raises(DataError, match=r"broken\.png: (not a readable image|corrupt or truncated image)"):
+        load_dataset(tmp_path, download=False)
+
+
+def test_folder_with_no_images(tmp_path):
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    (tmp_path / "test" / "a").mkdir(parents=True)
+    (tmp_path / "train" / "a" / "README.txt").write_text("not an image")
+    with pytest.raises(DataError, match=r"train: no image files in the class folders"):
+        load_dataset(tmp_path, download=False)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(DataError, match=r"does-not-exist: no such directory"):
+        load_dataset(tmp_path / "does-not-exist", download=False)
+
+
+def test_directory_with_no_known_layout(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="no dataset found; expected the four IDX files"):
+        load_dataset(tmp_path, download=False)
