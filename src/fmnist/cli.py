@@ -195,6 +195,145 @@ def explore(
                   f"in {time.perf_counter() - started:.1f} s")
 
 
+ModelOption = Annotated[Optional[str], typer.Option("--model", help="A registered model (see `fmnist models`). [default: baseline]", show_default=False)]
+SpecOption = Annotated[Optional[Path], typer.Option("--spec", help="A CNN spec file (YAML/JSON, write-up 002's parameter dict) instead of --model.", show_default=False)]
+
+
+def _load_spec(spec: Optional[Path]) -> Optional[dict]:
+    from fmnist import models
+
+    return None if spec is None else models.validate_spec(models.load_spec(spec))
+
+
+@_command("models")
+def list_models() -> None:
+    """List the registered models with their parameter counts (Keras-style)."""
+    from fmnist import models
+
+    table = Table(title="Registered models")
+    for column in ("name", "params", "trainable", "description"):
+        table.add_column(column, justify="right" if column in ("params", "trainable") else "left")
+    for name in models.names():
+        total, trainable, _ = models.keras_param_counts(models.create(name))
+        table.add_row(name, f"{total:,}", f"{trainable:,}", models.describe(name))
+    console.print(table)
+
+
+@_command()
+def summary(
+    name: Annotated[Optional[str], typer.Argument(help="A registered model name, or a spec file (.yaml/.json).", show_default=False)] = None,
+    spec: SpecOption = None,
+) -> None:
+    """A Keras-style layer table: layer, type, output shape, params; totals."""
+    from fmnist import models
+
+    if name is not None and spec is None and (name.endswith((".yaml", ".yml", ".json")) or Path(name).is_file()):
+        spec, name = Path(name), None
+    if (name is None) == (spec is None):
+        raise FmnistError("give one model name or one spec file")
+    architecture = models.architecture_for(name=name, spec=_load_spec(spec))
+    title = name or str(spec)
+    typer.echo(models.format_summary(models.summarize(models.build(architecture)), title))
+
+
+@_command()
+def train(
+    model: ModelOption = None,
+    spec: SpecOption = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs. [default: 10]", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size. [default: 32]", show_default=False)] = None,
+    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd | adam | adamw. [default: sgd]", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate. [default: 0.01 for sgd, 0.001 for adam/adamw]", show_default=False)] = None,
+    momentum: Annotated[Optional[float], typer.Option("--momentum", help="SGD momentum. [default: 0.9]", show_default=False)] = None,
+    nesterov: Annotated[Optional[bool], typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum (SGD). [default: off]", show_default=False)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Weight decay. [default: 0]", show_default=False)] = None,
+    schedule: Annotated[Optional[str], typer.Option("--schedule", help="constant | time-decay | step | cosine | onecycle. [default: constant]", show_default=False)] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option("--label-smoothing", help="Label smoothing. [default: 0]", show_default=False)] = None,
+    val: Annotated[Optional[str], typer.Option("--val", help="test | split:FRACTION | balanced:N_PER_CLASS. [default: test]", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed. [default: 1]", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda. [default: auto]", show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Train on the first N training images only (smoke runs).", show_default=False)] = None,
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="best | every | none. [default: best]", show_default=False)] = None,
+    early_stop: Annotated[Optional[int], typer.Option("--early-stop", help="Stop after this many epochs without a better val_accuracy.", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted run in this folder.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A YAML config (see configs/); options given here override it.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder. [default: runs/MODEL-TIMESTAMP]", show_default=False)] = None,
+    data: DataOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a model; evaluate it on the test set; write the run folder."""
+    from fmnist.engine.config import build_config
+    from fmnist.engine.progress import make_progress
+    from fmnist.engine.run import train as run_training
+    from fmnist.engine.trainer import load_run_config
+
+    options = dict(model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+                   nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
+                   val=val, seed=seed, device=device, limit=limit, checkpoint=checkpoint, early_stop=early_stop,
+                   data=str(data) if data else None)
+    if resume is not None:
+        given = sorted(key for key, value in options.items() if value is not None and key != "device")
+        if given or spec or config or out:
+            raise FmnistError(f"--resume continues the run as configured in {resume}/config.yaml; "
+                              f"drop {', '.join('--' + g.replace('_', '-') for g in given) or 'the other options'}")
+        settings = load_run_config(resume)
+        if device:
+            settings.device = device
+        out = resume
+    else:
+        settings = build_config(config, spec=_load_spec(spec), **options)
+        if out is None:
+            out = Path("runs") / f"{settings.model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    progress = make_progress(quiet)
+    try:
+        result = run_training(settings, out, progress=progress, resume=resume is not None)
+    except KeyboardInterrupt:
+        progress.close()
+        typer.echo(f"fmnist: interrupted; continue with: fmnist train --resume {out}", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        progress.close()
+    metrics = result.metrics
+    console.print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
+                  f"(best val_accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
+                  f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s)")
+    console.print(f"run folder: {out}")
+
+
+@_command()
+def evaluate(
+    model_file: Annotated[Path, typer.Argument(help="A model file (.safetensors) written by fmnist.")],
+    data: DataOption = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write metrics.json, the report and figures here.", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda.")] = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Test loss and accuracy, the classification report, and a confusion-matrix figure."""
+    from fmnist.device import resolve_device
+    from fmnist.engine import state as run_state
+    from fmnist.engine.evaluate import evaluate_model, most_confused
+    from fmnist.engine.run import write_evaluation
+    from fmnist.modelfile import load_model
+
+    target = resolve_device(device)
+    loaded = load_model(model_file, device=target)
+    dataset = _load(data, quiet)
+    if len(loaded.classes) != dataset.num_classes:
+        raise FmnistError(f"{model_file}: the model knows {len(loaded.classes)} classes, the data has {dataset.num_classes}")
+    result = evaluate_model(loaded.model, dataset.test.images, dataset.test.labels, loaded.classes, target)
+    console.print(f"test loss {result['loss']:.4f}  test accuracy {result['accuracy']:.4f}  ({len(dataset.test):,} images)")
+    console.print(result["report_text"])
+    pairs = most_confused(result["confusion_matrix"], loaded.classes)
+    if pairs:
+        console.print("most confused: " + "; ".join(f"{t} → {p} ({n})" for t, p, n in pairs))
+    if out is not None:
+        write_evaluation(out, result, loaded.classes)
+        run_state.write_json(out / "metrics.json", {"model_file": str(model_file), "test_loss": result["loss"],
+                                                     "test_accuracy": result["accuracy"], "report": result["report"],
+                                                     "confusion_matrix": result["confusion_matrix"]})
+        console.print(f"wrote metrics.json, classification_report.txt, confusion-matrix.png to {out}")
+
+
 def main() -> None:
     app()
 

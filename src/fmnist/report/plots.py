@@ -105,3 +105,64 @@ def plot_class_means(images: np.ndarray, labels: np.ndarray, classes, path) -> P
     rows = int(np.ceil(len(classes) / cols))
     fig = _image_grid(means, list(classes), rows, cols, "Mean training image per class", cell=1.8)
     return save_figure(fig, path)
+
+
+TRAIN_COLOR, VAL_COLOR = "tab:blue", "tab:orange"  # write-up 000: train blue, validation orange
+
+
+def plot_learning_curves(history: list[dict], path, title: str = "Learning curves") -> Path:
+    """Write-up 000's two panels: cross-entropy loss and classification accuracy per epoch."""
+    epochs = [row["epoch"] for row in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(7.5, 7.5), sharex=True)
+    loss_ax.plot(epochs, [r["loss"] for r in history], color=TRAIN_COLOR, marker="o", ms=3, label="train")
+    loss_ax.plot(epochs, [r["val_loss"] for r in history], color=VAL_COLOR, marker="o", ms=3, label="validation")
+    loss_ax.set_title("Cross-entropy loss")
+    loss_ax.set_ylabel("loss")
+    acc_ax.plot(epochs, [r["accuracy"] for r in history], color=TRAIN_COLOR, marker="o", ms=3, label="train")
+    acc_ax.plot(epochs, [r["val_accuracy"] for r in history], color=VAL_COLOR, marker="o", ms=3, label="validation")
+    acc_ax.set_title("Classification accuracy")
+    acc_ax.set_ylabel("accuracy")
+    acc_ax.set_xlabel("epoch")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_training_summary(history: list[dict], path, title: str = "Training loss and accuracy") -> Path:
+    """Write-up 001's single plot: train/val loss and accuracy on one axis."""
+    epochs = [row["epoch"] for row in history]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for key, label, style in (("loss", "train_loss", "-"), ("val_loss", "val_loss", "--"),
+                              ("accuracy", "train_acc", "-"), ("val_accuracy", "val_acc", "--")):
+        color = TRAIN_COLOR if not key.startswith("val") else VAL_COLOR
+        marker = "o" if "loss" in key else "s"
+        ax.plot(epochs, [r[key] for r in history], style, color=color, marker=marker, ms=3, label=label)
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss / accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center right")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_confusion_matrix(matrix, classes, path, title: str = "Confusion matrix") -> Path:
+    """Counts per (true, predicted) class, with the per-class recall on the diagonal colour scale."""
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(8.5, 7.5))
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (true, predicted), count in np.ndenumerate(matrix):
+        ax.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
+                color="white" if shares[true, predicted] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    fig.tight_layout()
+    return save_figure(fig, path)

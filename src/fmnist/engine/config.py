@@ -1,0 +1,162 @@
+"""The training job's configuration: one dataclass, documented defaults, saved as config.yaml.
+
+Layers, later wins: the defaults below (write-up 000's recipe) < a `--config FILE.yaml` < options
+given on the command line. Unknown keys are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fmnist.errors import FmnistError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "time-decay", "step", "cosine", "onecycle")
+CHECKPOINTS = ("best", "every", "none")
+DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}  # SGD: write-up 000; Adam: Keras's default
+
+
+class ConfigError(FmnistError):
+    """A configuration value or file is invalid."""
+
+
+@dataclass
+class TrainConfig:
+    model: str | None = "baseline"  # a registered model name (`fmnist models`); None when `spec` is set
+    spec: dict | None = None  # a CNN spec (write-up 002's dict), normalised; replaces `model`
+    epochs: int = 10  # write-up 000 trains 10 epochs
+    batch_size: int = 32  # Keras's default batch size, used by 000 and 001
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float | None = None  # None: 0.01 for SGD (write-up 000), 0.001 for Adam/AdamW (Keras default)
+    momentum: float = 0.9  # SGD momentum (000 and 001 use 0.9)
+    nesterov: bool = False
+    weight_decay: float = 0.0  # L2 for SGD/Adam, decoupled for AdamW
+    schedule: str = "constant"  # constant | time-decay | step | cosine | onecycle (per-step learning rate)
+    decay: float | None = None  # time-decay: lr / (1 + decay * step), Keras's legacy `decay`; None: lr / epochs (001)
+    step_epochs: int = 10  # step schedule: multiply the rate by step_gamma every step_epochs epochs
+    step_gamma: float = 0.1
+    label_smoothing: float = 0.0
+    val: str = "test"  # test | split:FRACTION | balanced:N_PER_CLASS (held out of the training set)
+    seed: int = 1  # seeds weights, shuffling, dropout and hold-out splits; same seed on CPU = same run
+    device: str = "auto"  # auto | cpu | cuda
+    limit: int | None = None  # train on the first N training images only (smoke runs)
+    checkpoint: str = "best"  # best: keep the best-val_accuracy weights; every: one file per epoch; none
+    early_stop: int | None = None  # stop after this many epochs without a better val_accuracy
+    data: str | None = None  # data directory (see `fmnist data`); None: the normal search path
+    eval_batch_size: int = 1000  # batch size for validation and test passes (no gradients, bigger is faster)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run (e.g. write-up)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def model_name(self) -> str:
+        return self.model if self.spec is None else "spec"
+
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def validate(self) -> None:
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise ConfigError(message)
+
+        need(self.optimizer in OPTIMIZERS, f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        need(self.schedule in SCHEDULES, f"schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        need(self.checkpoint in CHECKPOINTS, f"checkpoint: expected one of {', '.join(CHECKPOINTS)}, got {self.checkpoint!r}")
+        need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs: must be a positive integer, got {self.epochs!r}")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size: must be a positive integer, got {self.batch_size!r}")
+        need(self.lr is None or self.lr > 0, f"lr: must be positive, got {self.lr}")
+        need(0.0 <= self.momentum < 1.0, f"momentum: must be in [0, 1), got {self.momentum}")
+        need(self.weight_decay >= 0, f"weight_decay: must be >= 0, got {self.weight_decay}")
+        need(0.0 <= self.label_smoothing < 1.0, f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
+        need(self.limit is None or self.limit >= 10, f"limit: must be at least 10 images, got {self.limit}")
+        need(self.early_stop is None or self.early_stop >= 1, f"early_stop: patience must be >= 1, got {self.early_stop}")
+        need(self.step_epochs >= 1 and 0 < self.step_gamma <= 1, "step_epochs must be >= 1 and step_gamma in (0, 1]")
+        need(self.decay is None or self.decay >= 0, f"decay: must be >= 0, got {self.decay}")
+        need((self.model is None) != (self.spec is None), "give exactly one of model and spec")
+        parse_val(self.val)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def parse_val(val: str) -> tuple[str, float | int | None]:
+    """`test` → ("test", None); `split:0.2` → ("split", 0.2); `balanced:1000` → ("balanced", 1000)."""
+    if val == "test":
+        return "test", None
+    match = re.fullmatch(r"(split|balanced):([0-9.]+)", val or "")
+    if match:
+        kind, number = match.groups()
+        try:
+            value = float(number) if kind == "split" else int(number)
+        except ValueError:
+            value = None
+        if kind == "split" and value is not None and 0 < value < 1:
+            return kind, value
+        if kind == "balanced" and value is not None and value >= 1:
+            return kind, value
+    raise ConfigError(f"val: expected test, split:FRACTION (0 < FRACTION < 1) or balanced:N_PER_CLASS, got {val!r}")
+
+
+FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def config_from_dict(values: dict, origin: str = "config") -> TrainConfig:
+    """Build a config; unknown keys and wrong values are errors naming `origin`."""
+    unknown = sorted(set(values) - FIELDS)
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(FIELDS))})")
+    values = dict(values)
+    if values.get("spec") is not None and "model" not in values:
+        values["model"] = None
+    try:
+        return TrainConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def load_config_file(path: str | Path) -> dict:
+    """The key/value pairs of a YAML config file (validated later, when merged)."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(set(values) - FIELDS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    return values
+
+
+def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults < `file` < overrides whose value is not None."""
+    values: dict = load_config_file(file) if file else {}
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if "spec" in given:
+        values.pop("model", None)
+        values["model"] = None
+    if "model" in given:
+        values.pop("spec", None)
+    values.update(given)
+    return config_from_dict(values, origin=str(file) if file else "options")
+
+
+def dump_config(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,69 @@
+"""From logits to metrics: loss, accuracy, scikit-learn's classification report, confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits (N, C) for uint8 images (N, 1, 28, 28) already on the model's device.
+
+    Runs in eval mode (BatchNorm statistics, no dropout) and restores the model's mode after.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Mean cross-entropy (no label smoothing: the honest number) and accuracy."""
+    return {
+        "loss": float(F.cross_entropy(logits, labels)),
+        "accuracy": float((logits.argmax(dim=1) == labels).float().mean()),
+    }
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray, classes) -> dict:
+    """scikit-learn's report (per class and averages) and confusion matrix, as plain data."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    label_ids = list(range(len(classes)))
+    text = classification_report(labels, predictions, labels=label_ids, target_names=list(classes), digits=4, zero_division=0)
+    table = classification_report(
+        labels, predictions, labels=label_ids, target_names=list(classes), output_dict=True, zero_division=0
+    )
+    matrix = confusion_matrix(labels, predictions, labels=label_ids)
+    return {"report_text": text, "report": table, "confusion_matrix": matrix.tolist()}
+
+
+def most_confused(matrix, classes, top: int = 5) -> list[tuple[str, str, int]]:
+    """The `top` (true, predicted, count) pairs off the diagonal, largest first."""
+    matrix = np.asarray(matrix).copy()
+    np.fill_diagonal(matrix, 0)
+    order = np.argsort(matrix, axis=None)[::-1][:top]
+    pairs = []
+    for flat in order:
+        true, predicted = np.unravel_index(flat, matrix.shape)
+        if matrix[true, predicted] > 0:
+            pairs.append((classes[true], classes[predicted], int(matrix[true, predicted])))
+    return pairs
+
+
+def evaluate_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, classes, device, batch_size: int = 1000) -> dict:
+    """Everything `fmnist evaluate` reports for one model on one labelled set."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).to(device)  # (N, 1, 28, 28) uint8
+    y = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
+    logits = predict_logits(model, x, batch_size)
+    result = loss_and_accuracy(logits, y)
+    predictions = logits.argmax(dim=1).cpu().numpy()
+    result.update(classification_metrics(labels, predictions, classes))
+    result["predictions"] = predictions
+    result["probabilities"] = torch.softmax(logits, dim=1).cpu().numpy()
+    return result

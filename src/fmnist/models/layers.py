@@ -1,0 +1,127 @@
+"""Building blocks shared by every model: in-model pixel scaling and Keras-equivalent layers.
+
+The write-ups are Keras code. To reproduce them layer for layer we match Keras's defaults, not
+PyTorch's: glorot_uniform kernels with zero biases (PyTorch uses a scaled kaiming_uniform and random
+biases), and BatchNormalization(momentum=0.99, epsilon=1e-3), which is PyTorch momentum 0.01
+(PyTorch weighs the *new* batch statistic by `momentum`, Keras weighs the old running value).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+# Keras's VarianceScaling draws he_normal from a normal truncated at ±2 std and widens it by this
+# factor, so the truncated distribution still has std sqrt(2 / fan_in).
+_TRUNCATED_NORMAL_STD = 0.87962566103423978
+KERAS_BN_MOMENTUM = 0.01  # Keras momentum 0.99
+KERAS_BN_EPSILON = 1e-3
+
+
+class Rescale(nn.Module):
+    """Raw pixels (0..255, uint8 or float) → float32 in [0, 1], as every write-up prepares its data.
+
+    It is the first module of every model, so a saved model needs no separate preprocessing step and
+    data can stay uint8 until the batch is on its device. The scale is a Python constant, not a
+    buffer: no extra tensor lands in state_dict.
+    """
+
+    def __init__(self, scale: float = 255.0):
+        super().__init__()
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() / self.scale  # (N, C, 28, 28) float32
+
+    def extra_repr(self) -> str:
+        return f"scale=1/{self.scale:g}"
+
+
+def _fans(weight: torch.Tensor) -> tuple[int, int]:
+    """Keras's fan_in / fan_out: input (output) units times the kernel's receptive field."""
+    receptive_field = math.prod(weight.shape[2:]) if weight.dim() > 2 else 1
+    return weight.shape[1] * receptive_field, weight.shape[0] * receptive_field
+
+
+@torch.no_grad()
+def glorot_uniform_(module: nn.Module) -> nn.Module:
+    """Keras's default for Conv2D/Dense: kernel ~ U(±sqrt(6 / (fan_in + fan_out))), bias 0."""
+    fan_in, fan_out = _fans(module.weight)
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    module.weight.uniform_(-limit, limit)
+    return _zero_bias(module)
+
+
+@torch.no_grad()
+def he_uniform_(module: nn.Module) -> nn.Module:
+    """Keras he_uniform (write-up 000): kernel ~ U(±sqrt(6 / fan_in)), bias 0."""
+    fan_in, _ = _fans(module.weight)
+    limit = math.sqrt(6.0 / fan_in)
+    module.weight.uniform_(-limit, limit)
+    return _zero_bias(module)
+
+
+@torch.no_grad()
+def he_normal_(module: nn.Module) -> nn.Module:
+    """Keras he_normal (write-up 004): truncated normal (±2σ) whose std is sqrt(2 / fan_in), bias 0."""
+    fan_in, _ = _fans(module.weight)
+    sigma = math.sqrt(2.0 / fan_in) / _TRUNCATED_NORMAL_STD
+    nn.init.trunc_normal_(module.weight, mean=0.0, std=sigma, a=-2.0 * sigma, b=2.0 * sigma)
+    return _zero_bias(module)
+
+
+def _zero_bias(module: nn.Module) -> nn.Module:
+    if getattr(module, "bias", None) is not None:
+        module.bias.zero_()
+    return module
+
+
+INITIALIZERS: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "glorot_uniform": glorot_uniform_,
+    "he_uniform": he_uniform_,
+    "he_normal": he_normal_,
+}
+
+
+def conv2d(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+           init: str = "glorot_uniform") -> nn.Conv2d:
+    """Keras Conv2D: padding 0 is Keras "valid"; for a 3x3 kernel, padding 1 is "same"."""
+    return INITIALIZERS[init](nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding))
+
+
+def dense(in_features: int, out_features: int, *, init: str = "glorot_uniform") -> nn.Linear:
+    """Keras Dense with its kernel initialiser."""
+    return INITIALIZERS[init](nn.Linear(in_features, out_features))
+
+
+def batch_norm2d(num_features: int) -> nn.BatchNorm2d:
+    """Keras BatchNormalization over channels of (N, C, H, W)."""
+    return nn.BatchNorm2d(num_features, eps=KERAS_BN_EPSILON, momentum=KERAS_BN_MOMENTUM)
+
+
+def batch_norm1d(num_features: int) -> nn.BatchNorm1d:
+    """Keras BatchNormalization over features of (N, F)."""
+    return nn.BatchNorm1d(num_features, eps=KERAS_BN_EPSILON, momentum=KERAS_BN_MOMENTUM)
+
+
+# Keras activation names → modules. leaky_relu uses Keras 3's default slope 0.2 (PyTorch's is 0.01);
+# elu (alpha 1) and gelu (exact, not tanh-approximated) already agree. softmax is handled by the
+# caller: models return logits and the loss applies the softmax.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "gelu": nn.GELU,
+    "selu": nn.SELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "linear": nn.Identity,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module for a Keras activation name (softmax excluded: logits out)."""
+    return ACTIVATIONS[name]()
