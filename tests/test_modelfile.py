@@ -113,3 +113,12 @@ def test_broken_metadata(saved):
     _rewrite(path, classes=json.dumps([f"c{i}" for i in range(10)]), architecture=json.dumps({"name": "nope"}))
     with pytest.raises(ModelFileError, match="cannot rebuild the architecture"):
         load_model(path)
+
+
+def test_the_top_level_api_exposes_model_files(saved):
+    import fmnist
+
+    path, _ = saved
+    assert fmnist.load_model is load_model
+    assert fmnist.load_model(path).name == "baseline"
+    assert "baseline" in fmnist.models.names()

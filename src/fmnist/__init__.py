@@ -1,16 +1,51 @@
-"""fmnist: train, evaluate and use CNNs on Fashion-MNIST and any MNIST-like data."""
+"""fmnist: train, evaluate and use CNNs on Fashion-MNIST and any MNIST-like data.
+
+The data layer imports quickly; everything that needs torch is loaded on first use, so
+`import fmnist` and commands like `fmnist data` stay fast.
+"""
 
 from fmnist.data.dataset import FASHION_CLASSES, Dataset, Split, load_dataset
 from fmnist.errors import DataError, FmnistError
 
 __version__ = "0.1.0"
 
+# name → (module, attribute), imported on first access (PEP 562).
+_LAZY = {
+    "TrainConfig": ("fmnist.engine.config", "TrainConfig"),
+    "build_config": ("fmnist.engine.config", "build_config"),
+    "train": ("fmnist.engine.run", "train"),
+    "load_model": ("fmnist.modelfile", "load_model"),
+    "save_model": ("fmnist.modelfile", "save_model"),
+    "ModelFile": ("fmnist.modelfile", "ModelFile"),
+    "models": ("fmnist.models", None),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fmnist' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "FASHION_CLASSES",
     "DataError",
     "Dataset",
     "FmnistError",
+    "ModelFile",
     "Split",
+    "TrainConfig",
     "__version__",
+    "build_config",
     "load_dataset",
+    "load_model",
+    "models",
+    "save_model",
+    "train",
 ]

@@ -19,7 +19,7 @@ from fmnist.models.spec import DEFAULT_SPEC, build_from_spec, with_num_classes
 
 
 @register("baseline", "000 baseline CNN: Conv(32, 3x3, he_uniform) → MaxPool 2 → Dense 100 (he_uniform) → "
-                      "classes; 542,230 params")
+                      "classes")
 def baseline(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """Write-up 000's define_model() (also 003's cnn_categorical_model)."""
     return nn.Sequential(OrderedDict(
@@ -34,7 +34,7 @@ def baseline(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     ))
 
 
-@register("dense", "003 simple dense model: Flatten → Dense 128 → classes; 101,770 params")
+@register("dense", "003 simple dense model: Flatten → Dense 128 → classes")
 def dense_model(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """Write-up 003's simple_dense_model(): no convolutions, a reference point for the CNNs."""
     return nn.Sequential(OrderedDict(
@@ -46,7 +46,7 @@ def dense_model(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     ))
 
 
-@register("conv64x2", "003 coursera CNN: 2 x [Conv(64, 3x3) → MaxPool 2] → Dense 128 → classes; 243,786 params")
+@register("conv64x2", "003 coursera CNN: 2 x [Conv(64, 3x3) → MaxPool 2] → Dense 128 → classes")
 def conv64x2(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """Write-up 003's cnn_sparse_categorical_model(): two 64-filter 'valid' convolutions."""
     return nn.Sequential(OrderedDict(
@@ -90,22 +90,20 @@ def _conv3(num_classes: int, in_channels: int, dropout: tuple[float, float, floa
     return nn.Sequential(layers)
 
 
-@register("conv3", "004 CNN: Conv 32 (he_normal) → pool → Conv 64 → pool → Conv 128 → Dense 128 → classes; "
-                   "241,546 params")
+@register("conv3", "004 CNN: Conv 32 (he_normal) → pool → Conv 64 → pool → Conv 128 → Dense 128 → classes")
 def conv3(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """Write-up 004's first model (it overfits after a few epochs, which motivates conv3-dropout)."""
     return _conv3(num_classes, in_channels, dropout=None)
 
 
-@register("conv3-dropout", "004 CNN with dropout 0.25 / 0.25 / 0.4 / 0.3 after pool1, pool2, conv3, dense1; "
-                           "241,546 params")
+@register("conv3-dropout", "004 CNN with dropout 0.25 / 0.25 / 0.4 / 0.3 after pool1, pool2, conv3, dense1")
 def conv3_dropout(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """Write-up 004's second model: the same layers plus four Dropout layers."""
     return _conv3(num_classes, in_channels, dropout=(0.25, 0.25, 0.4, 0.3))
 
 
 @register("minivgg", "001 MiniVGGNet: 2 x [(Conv 3x3 same → ReLU → BN) x 2 → MaxPool → Dropout 0.25] → "
-                     "Dense 512 → ReLU → BN → Dropout 0.5 → classes; 1,679,082 params")
+                     "Dense 512 → ReLU → BN → Dropout 0.5 → classes")
 def minivgg(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """Write-up 001's MiniVGGNet.build(): BatchNorm after the activation, as the write-up orders it."""
     return nn.Sequential(OrderedDict(
@@ -136,7 +134,7 @@ def minivgg(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
 
 
 @register("fmnistcnn", "002 FashionMNISTCNN default spec: 3 conv blocks (32, 64, 128) → fc 512 → fc 256 → "
-                       "classes, BatchNorm everywhere; 3,467,402 params")
+                       "classes, BatchNorm everywhere")
 def fmnistcnn(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """Write-up 002's default model, built from its parameter dictionary (see spec.py)."""
     return build_from_spec(with_num_classes(DEFAULT_SPEC, num_classes), num_classes, in_channels)

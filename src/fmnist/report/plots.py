@@ -135,11 +135,11 @@ def plot_training_summary(history: list[dict], path, title: str = "Training loss
     """Write-up 001's single plot: train/val loss and accuracy on one axis."""
     epochs = [row["epoch"] for row in history]
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for key, label, style in (("loss", "train_loss", "-"), ("val_loss", "val_loss", "--"),
-                              ("accuracy", "train_acc", "-"), ("val_accuracy", "val_acc", "--")):
-        color = TRAIN_COLOR if not key.startswith("val") else VAL_COLOR
-        marker = "o" if "loss" in key else "s"
-        ax.plot(epochs, [r[key] for r in history], style, color=color, marker=marker, ms=3, label=label)
+    # Four distinct colours, as in write-up 001's plot: loss as circles, accuracy as squares.
+    for key, label, color, marker in (("loss", "train_loss", "tab:red", "o"), ("val_loss", "val_loss", "tab:blue", "o"),
+                                      ("accuracy", "train_acc", "tab:purple", "s"),
+                                      ("val_accuracy", "val_acc", "tab:gray", "s")):
+        ax.plot(epochs, [r[key] for r in history], color=color, marker=marker, ms=3, label=label)
     ax.set_title(title)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss / accuracy")
