@@ -1,7 +1,7 @@
 """A training run end to end: fit, evaluate on the test set, and write the run folder.
 
-Run folder: config.yaml, history.csv, metrics.json, model.safetensors, checkpoints/, figures
-(learning-curves.png, training-summary.png, confusion-matrix.png), classification_report.txt.
+Run folder: config.yaml, history.csv, metrics.json, model.safetensors, checkpoints/,
+evaluation.json, predictions.npz, classification_report.txt, the figures and report.html.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fmnist.engine.evaluate import evaluate_model, most_confused
 from fmnist.engine.progress import NullProgress
 from fmnist.engine.trainer import TrainResult, fit
 from fmnist.modelfile import save_model
-from fmnist.report import plots
+from fmnist.report.run_report import redraw
 
 
 def train(
@@ -57,9 +57,8 @@ def train(
     save_model(out / "model.safetensors", result.model, result.architecture, dataset.classes,
                config=config.to_dict(), metrics=metrics)
     run_state.write_json(out / "metrics.json", metrics)
-    write_evaluation(out, test, dataset.classes)
-    plots.plot_learning_curves(history, out / "learning-curves.png", f"{config.model_name}: learning curves")
-    plots.plot_training_summary(history, out / "training-summary.png", f"{config.model_name}: training loss and accuracy")
+    write_evaluation(out, test, dataset.classes, dataset.test.labels, config.data, "model.safetensors")
+    redraw(out, dataset)
     return result
 
 
@@ -67,16 +66,32 @@ def _best_epoch(history: list[dict]) -> int:
     return max(history, key=lambda r: r["val_accuracy"])["epoch"]
 
 
-def write_evaluation(out: Path, evaluation: dict, classes) -> dict:
-    """classification_report.txt, confusion-matrix.png and predictions.npz (for later reports)."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "classification_report.txt", evaluation["report_text"])
-    plots.plot_confusion_matrix(evaluation["confusion_matrix"], classes, out / "confusion-matrix.png",
-                                f"Confusion matrix (test accuracy {evaluation['accuracy']:.2%})")
+def write_evaluation(out: Path, evaluation: dict, classes, labels: np.ndarray, data: str | None,
+                     model_file: str | None = None) -> dict:
+    """evaluation.json (metrics, report, confusion matrix) and predictions.npz, the inputs of every
+    prediction figure; `fmnist report` redraws from them."""
     from fmnist._io import atomic_path
+    from fmnist.report.run_report import labels_sha256
 
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "model_file": model_file,
+        "test_loss": evaluation["loss"],
+        "test_accuracy": evaluation["accuracy"],
+        "images": int(len(labels)),
+        "labels_sha256": labels_sha256(labels),
+        "data": data,
+        "classes": list(classes),
+        "report_text": evaluation["report_text"],
+        "report": evaluation["report"],
+        "confusion_matrix": evaluation["confusion_matrix"],
+        "most_confused": most_confused(evaluation["confusion_matrix"], classes),
+    }
+    run_state.write_json(out / "evaluation.json", record)
+    write_text_atomic(out / "classification_report.txt", evaluation["report_text"])
     with atomic_path(out / "predictions.npz") as tmp:
         with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, predictions=evaluation["predictions"].astype(np.int64),
+            np.savez_compressed(handle, labels=np.asarray(labels, dtype=np.int64),
+                                predictions=evaluation["predictions"].astype(np.int64),
                                 probabilities=evaluation["probabilities"].astype(np.float32))
-    return {"most_confused": most_confused(evaluation["confusion_matrix"], classes)}
+    return record

@@ -115,8 +115,13 @@ def fit(
     progress: NullProgress | None = None,
     callbacks: Sequence[Callable[[dict], None]] = (),
     resume: bool = False,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
-    """Train `config` into the run folder `out`; with `resume`, continue the run saved there."""
+    """Train `config` into the run folder `out`; with `resume`, continue the run saved there.
+
+    `split` = (train indices, validation indices) into the training set overrides `config.val`
+    (cross-validation passes its folds this way).
+    """
     out = Path(out)
     progress = progress or NullProgress()
     checkpoints = out / "checkpoints"
@@ -130,7 +135,12 @@ def fit(
     torch.manual_seed(config.seed)  # one place: weights, dropout and (below) the shuffle order
     architecture = models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes)
     model = models.build(architecture).to(device)
-    train_idx, val_images, val_labels, val_name = validation_split(config, dataset, train_count)
+    if split is None:
+        train_idx, val_images, val_labels, val_name = validation_split(config, dataset, train_count)
+    else:
+        train_idx, val_idx = split
+        val_images, val_labels = dataset.train.images[val_idx], dataset.train.labels[val_idx]
+        val_name = f"{len(val_idx):,} held-out training images"
     train_x, train_y = _to_device(dataset.train.images[:train_count][train_idx],
                                   dataset.train.labels[:train_count][train_idx], device)
     val_x, val_y = _to_device(val_images, val_labels, device)

@@ -1,0 +1,172 @@
+"""Figures about a model's behaviour: cross-validation, per-class scores, predictions, features.
+
+Like plots.py, each function draws one PNG from plain arrays (read from a run's saved files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fmnist.report.plots import TRAIN_COLOR, VAL_COLOR, plt, save_figure
+
+RIGHT, WRONG = "#1a9641", "#d7191c"  # green when right, red when wrong (write-up 001)
+
+
+def plot_fold_learning_curves(histories: list[list[dict]], path, title: str) -> Path:
+    """Write-up 000's diagnostics: every fold's loss and accuracy; train blue, validation orange."""
+    fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(7.5, 7.5), sharex=True)
+    for fold, history in enumerate(histories):
+        epochs = [row["epoch"] for row in history]
+        labels = ("train", "validation") if fold == 0 else (None, None)
+        loss_ax.plot(epochs, [r["loss"] for r in history], color=TRAIN_COLOR, alpha=0.8, label=labels[0])
+        loss_ax.plot(epochs, [r["val_loss"] for r in history], color=VAL_COLOR, alpha=0.8, label=labels[1])
+        acc_ax.plot(epochs, [r["accuracy"] for r in history], color=TRAIN_COLOR, alpha=0.8, label=labels[0])
+        acc_ax.plot(epochs, [r["val_accuracy"] for r in history], color=VAL_COLOR, alpha=0.8, label=labels[1])
+    loss_ax.set_title(f"Cross-entropy loss ({len(histories)} folds)")
+    loss_ax.set_ylabel("loss")
+    acc_ax.set_title(f"Classification accuracy ({len(histories)} folds)")
+    acc_ax.set_ylabel("accuracy")
+    acc_ax.set_xlabel("epoch")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_score_boxplot(scores: dict[str, list[float]], path, title: str = "Cross-validation accuracy") -> Path:
+    """Box-and-whisker plot of fold accuracies (%), one box per model, the folds as dots."""
+    names = list(scores)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(names) + 2), 5))
+    data = [np.asarray(scores[name]) * 100 for name in names]
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    for position, values in enumerate(data, start=1):
+        ax.scatter(np.full(len(values), position), values, color="black", s=12, zorder=3, alpha=0.7)
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_xlabel("model")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_class_scores(report: dict, classes, path, title: str = "Per-class precision, recall and F1") -> Path:
+    """Grouped bars from scikit-learn's classification report (output_dict=True)."""
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    positions = np.arange(len(classes))
+    width = 0.27
+    for offset, (metric, color) in enumerate((("precision", "#4c72b0"), ("recall", "#dd8452"), ("f1-score", "#55a868"))):
+        values = [report[name][metric] for name in classes]
+        ax.bar(positions + (offset - 1) * width, values, width, label=metric, color=color)
+    ax.set_xticks(positions, classes, rotation=45, ha="right")
+    low = min(min(report[name][m] for m in ("precision", "recall", "f1-score")) for name in classes)
+    ax.set_ylim(max(0.0, low - 0.1), 1.1)  # headroom above 1.0 for the legend
+    ax.set_ylabel("score")
+    ax.set_xlabel("class")
+    ax.set_title(title)
+    ax.legend(loc="upper center", ncol=3)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_prediction_montage(images, labels, predictions, classes, path, count: int = 16, seed: int = 0) -> Path:
+    """Write-up 001's montage: random test images upscaled to 96x96, predicted label green/red, 4x4."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), size=min(count, len(images)), replace=False)
+    side = int(np.ceil(np.sqrt(len(chosen))))
+    tile = 96
+    montage = np.zeros((side * tile, side * tile), dtype=np.uint8)
+    fig, ax = plt.subplots(figsize=(side * 1.6, side * 1.6))
+    for slot, index in enumerate(chosen):
+        row, col = divmod(slot, side)
+        big = np.asarray(Image.fromarray(images[index]).resize((tile, tile), Image.Resampling.BILINEAR))
+        montage[row * tile : (row + 1) * tile, col * tile : (col + 1) * tile] = big
+        right = predictions[index] == labels[index]
+        ax.text(col * tile + 3, row * tile + 3, classes[predictions[index]], color=RIGHT if right else WRONG,
+                fontsize=8, va="top", ha="left", fontweight="bold",
+                bbox={"facecolor": "black", "alpha": 0.45, "pad": 1, "edgecolor": "none"})
+    ax.imshow(montage, cmap="gray", vmin=0, vmax=255)
+    ax.axis("off")
+    wrong = int(np.sum(predictions[chosen] != labels[chosen]))
+    ax.set_title(f"Predictions on {len(chosen)} random test images ({wrong} wrong: red)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_prediction_grid(images, labels, predictions, classes, path, correct: bool, count: int = 16, seed: int = 0) -> Path:
+    """Write-up 004's grids of correctly / incorrectly classified images, 'True: X  Pred: Y'."""
+    pool = np.flatnonzero((predictions == labels) if correct else (predictions != labels))
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(pool, size=min(count, len(pool)), replace=False) if len(pool) else np.array([], int)
+    kind = "correctly" if correct else "incorrectly"
+    return _titled_grid(images, chosen, [f"True: {classes[labels[i]]}\nPred: {classes[predictions[i]]}" for i in chosen],
+                        path, f"{len(chosen)} {kind} classified test images (of {len(pool):,})",
+                        RIGHT if correct else WRONG)
+
+
+def plot_top_losses(images, labels, probabilities, classes, path, count: int = 16) -> Path:
+    """The test images the model is most wrong about (highest cross-entropy), with its confidence."""
+    eps = 1e-12
+    losses = -np.log(np.clip(probabilities[np.arange(len(labels)), labels], eps, 1.0))
+    chosen = np.argsort(losses)[::-1][:count]
+    predictions = probabilities.argmax(axis=1)
+    titles = [f"{classes[predictions[i]]} {probabilities[i, predictions[i]]:.0%}\ntrue {classes[labels[i]]}, loss {losses[i]:.1f}"
+              for i in chosen]
+    return _titled_grid(images, chosen, titles, path, "Top losses: predicted (confidence) / true class", WRONG)
+
+
+def _titled_grid(images, indices, titles, path, suptitle: str, color: str) -> Path:
+    side = max(1, int(np.ceil(np.sqrt(max(len(indices), 1)))))
+    fig, axes = plt.subplots(side, side, figsize=(side * 2.2, side * 2.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, index, title in zip(axes.flat, indices, titles):
+        ax.imshow(images[index], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(title, fontsize=7.5, color=color)
+    if len(indices) == 0:
+        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
+    fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_feature_maps(images, image_ids, layers: list[tuple[str, np.ndarray]], filter_index: int, path) -> Path:
+    """Write-up 003's feature maps: one row per image, one column per conv/pool layer (inferno)."""
+    columns = len(layers) + 1
+    fig, axes = plt.subplots(len(image_ids), columns, figsize=(1.9 * columns, 2.0 * len(image_ids)), squeeze=False)
+    for row, image_id in enumerate(image_ids):
+        axes[row, 0].imshow(images[row], cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_title(f"test image {image_id}", fontsize=8)
+        for col, (name, maps) in enumerate(layers, start=1):
+            channel = min(filter_index, maps.shape[1] - 1)
+            axes[row, col].imshow(maps[row, channel], cmap="inferno")
+            if row == 0:
+                axes[row, col].set_title(f"{name}\nfilter {channel}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Feature maps of filter {filter_index} per conv/pool layer", fontsize=11)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_lr_finder(lrs, losses, suggestion: float, path, title: str = "Learning-rate finder") -> Path:
+    """Smoothed training loss against learning rate (log scale) with the suggested rate."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    ax.plot(lrs, losses, color=TRAIN_COLOR, label="smoothed training loss")
+    ax.axvline(suggestion, color=WRONG, linestyle="--", label=f"suggested lr {suggestion:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,94 @@
+"""Diagnostics and report.html: every figure written, non-empty, embedded; redrawn from files."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from test_cli import assert_one_line_error, run
+
+from fmnist.engine.config import TrainConfig
+from fmnist.engine.run import train
+from fmnist.report.run_report import redraw
+
+TRAIN_FIGURES = ("learning-curves.png", "training-summary.png", "confusion-matrix.png", "class-scores.png",
+                 "montage.png", "correct.png", "incorrect.png", "top-losses.png", "feature-maps.png")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fashion):
+    out = tmp_path_factory.mktemp("run")
+    data = fashion.limit(train=400, test=200)
+    train(TrainConfig(model="baseline", epochs=2, device="cpu"), out, dataset=data)
+    return out, data
+
+
+def _embedded(report_path):
+    return report_path.read_text().count("data:image/png;base64,")
+
+
+def test_train_writes_every_figure_and_embeds_it(trained):
+    out, _ = trained
+    for name in TRAIN_FIGURES:
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 3000, name
+    assert _embedded(out / "report.html") == len(TRAIN_FIGURES)
+    report = (out / "report.html").read_text()
+    for text in ("precision", "Most confused", "test_accuracy", "model: baseline"):
+        assert text in report
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["images"] == 200 and len(evaluation["confusion_matrix"]) == 10
+
+
+def test_redraw_from_files_alone(trained):
+    out, data = trained
+    for name in TRAIN_FIGURES:
+        (out / name).unlink()
+    (out / "report.html").unlink()
+    redraw(out, data)
+    assert all((out / name).is_file() for name in TRAIN_FIGURES)
+    assert _embedded(out / "report.html") == len(TRAIN_FIGURES)
+
+
+def test_redraw_refuses_mismatched_test_images(trained, fashion):
+    out, _ = trained
+    # The full test set's first 200 labels are the same images; a shifted slice is not.
+    shifted = fashion.limit(train=400, test=400)
+    shifted = type(shifted)(shifted.train, shifted.test.subset(slice(200, 400)), shifted.classes, shifted.source, False)
+    redraw(out, shifted)
+    assert "not the ones evaluated" in (out / "report.html").read_text()
+    redraw(out, fashion.limit(train=400, test=200))  # leave the module fixture intact
+
+
+def test_evaluate_report_and_activations_commands(tmp_path, trained, small_idx_dir):
+    out, _ = trained
+    evaluated = run("evaluate", out / "model.safetensors", "--data", small_idx_dir, "--out", tmp_path / "eval", "--quiet")
+    assert "macro avg" in evaluated.stdout and "most confused:" in evaluated.stdout
+    figures = ("confusion-matrix.png", "class-scores.png", "montage.png", "correct.png", "incorrect.png",
+               "top-losses.png", "feature-maps.png")
+    for name in figures:
+        assert (tmp_path / "eval" / name).stat().st_size > 3000, name
+    assert _embedded(tmp_path / "eval" / "report.html") == len(figures)
+
+    (tmp_path / "eval" / "montage.png").unlink()
+    run("report", tmp_path / "eval", "--data", small_idx_dir)
+    assert (tmp_path / "eval" / "montage.png").is_file()
+
+    maps = run("activations", out / "model.safetensors", "--images", "0,7,26", "--filter", "1",
+               "--data", small_idx_dir, "--out", tmp_path / "act")
+    assert re.search(r"conv1\s+\(32, 26, 26\)", maps.stdout) and re.search(r"pool1\s+\(32, 13, 13\)", maps.stdout)
+    assert (tmp_path / "act" / "feature-maps.png").stat().st_size > 3000
+    assert_one_line_error(run("activations", out / "model.safetensors", "--images", "0,5000", "--data", small_idx_dir,
+                              check_code=2), "--images: index 5000 is outside 0-99")
+    assert_one_line_error(run("report", tmp_path / "act", check_code=2), "not an fmnist output folder")
+
+
+def test_lr_find(tmp_path, small_idx_dir):
+    result = run("lr-find", "--model", "baseline", "--data", small_idx_dir, "--steps", "60", "--out", tmp_path)
+    match = re.search(r"suggested learning rate: ([0-9.e-]+)", result.stdout)
+    assert match and 1e-7 < float(match.group(1)) < 10
+    saved = json.loads((tmp_path / "lr_find.json").read_text())
+    assert len(saved["lrs"]) == len(saved["losses"]) >= 12
+    assert saved["lrs"] == sorted(saved["lrs"])
+    assert (tmp_path / "lr-find.png").stat().st_size > 3000 and _embedded(tmp_path / "report.html") == 1
