@@ -17,6 +17,7 @@ export MPLBACKEND := Agg
 run: data
 	$(BIN)/fmnist info
 	$(BIN)/fmnist explore --out $(RUN_DIR)/explore
+	rm -rf $(RUN_DIR)/baseline
 	$(BIN)/fmnist train --config configs/seed000-baseline.yaml --out $(RUN_DIR)/baseline
 	$(BIN)/fmnist evaluate $(RUN_DIR)/baseline/model.safetensors --out $(RUN_DIR)/baseline/evaluation
 

@@ -31,9 +31,12 @@ def assert_one_line_error(result, *fragments):
 
 
 def test_help_lists_the_commands():
+    import re
+
     out = run("--help").stdout
-    for command in ("info", "data", "explore"):
-        assert command in out
+    listed = re.findall(r"^│ ([a-z][a-z-]+) ", out[out.index("Commands"):], flags=re.M)
+    assert listed == ["info", "data", "explore", "models", "summary", "train", "cv", "lr-find", "evaluate",
+                      "report", "activations"]
 
 
 def test_info_on_the_official_data():

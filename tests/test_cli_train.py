@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from test_cli import assert_one_line_error, run
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def test_models_lists_the_registry():
@@ -45,7 +48,8 @@ def test_train_then_evaluate(tmp_path, small_idx_dir):
     for name in ("T-shirt/top", "Ankle boot", "precision", "recall", "f1-score", "macro avg", "weighted avg"):
         assert name in evaluated.stdout
     assert (tmp_path / "eval" / "confusion-matrix.png").stat().st_size > 5000
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    assert json.loads((tmp_path / "eval" / "evaluation.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    assert not (tmp_path / "eval" / "metrics.json").exists()  # evaluating into a run folder keeps its metrics
 
 
 def test_train_quiet_prints_results_only(tmp_path, small_idx_dir):
@@ -56,7 +60,7 @@ def test_train_quiet_prints_results_only(tmp_path, small_idx_dir):
 
 
 def test_train_with_a_config_file_and_override(tmp_path, small_idx_dir):
-    result = run("train", "--config", "configs/seed004-conv3-dropout.yaml", "--epochs", "1", "--data", small_idx_dir,
+    result = run("train", "--config", CONFIGS / "seed004-conv3-dropout.yaml", "--epochs", "1", "--data", small_idx_dir,
                  "--out", tmp_path / "run", "--quiet")
     assert "1 epochs" in result.stdout
     config = (tmp_path / "run" / "config.yaml").read_text()
@@ -73,6 +77,23 @@ def test_train_with_a_config_file_and_override(tmp_path, small_idx_dir):
 ])
 def test_bad_training_input_is_one_line_exit_2(args, fragments):
     assert_one_line_error(run(*args, check_code=2), *fragments)
+
+
+def test_resume_and_reuse_of_a_run_folder(tmp_path, small_idx_dir):
+    out = tmp_path / "run"
+    run("train", "--data", small_idx_dir, "--epochs", "1", "--out", out, "--quiet")
+    assert_one_line_error(run("train", "--data", small_idx_dir, "--out", out, check_code=2),
+                          "already holds a run", "--resume")
+    assert_one_line_error(run("train", "--resume", out, "--epochs", "3", check_code=2), "drop --epochs")
+    resumed = run("train", "--resume", out, "--quiet")  # the run was complete: it is evaluated again
+    assert "test accuracy" in resumed.stdout
+    model_bytes = (out / "model.safetensors").read_bytes()
+    metrics = (out / "metrics.json").read_text()
+    # Evaluating a checkpoint into the run folder leaves the run's model and metrics alone.
+    checkpoint = next((out / "checkpoints").glob("baseline-epoch-*.safetensors"))
+    run("evaluate", checkpoint, "--data", small_idx_dir, "--out", out, "--quiet")
+    assert (out / "model.safetensors").read_bytes() == model_bytes and not (out / "model.safetensors").is_symlink()
+    assert (out / "metrics.json").read_text() == metrics
 
 
 def test_evaluate_refuses_a_truncated_model_file(tmp_path, small_idx_dir):

@@ -32,7 +32,7 @@ def test_summary_line_uses_population_std():
     assert summary_line(scores) == f"Accuracy: mean={np.mean(scores) * 100:.3f} std={expected_std:.3f}, n=5"
 
 
-def test_two_models_meet_the_same_folds(tmp_path, fashion):
+def test_cross_validate_two_models(tmp_path, fashion):
     data = fashion.limit(train=300, test=100)
     lines = []
     configs = [TrainConfig(model="dense", optimizer="adam", epochs=1, device="cpu"),
@@ -66,6 +66,23 @@ def test_cv_command_prints_results_even_when_quiet(tmp_path, small_idx_dir):
     report = (out / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2
     assert "mean %" in report
+
+
+def test_stratified_cv_of_two_specs_keeps_both(tmp_path, small_idx_dir):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text("conv0: {pad: 1, channels: 4, filter: 3, stride: 1, pool: 2, activation: relu}\n"
+                    "fc0: {neurons: 10, activation: softmax}\n")
+    out = tmp_path / "cv"
+    result = run("cv", "--spec", spec, "--spec", spec, "--stratified", "--folds", "2", "--epochs", "1",
+                 "--optimizer", "adam", "--data", small_idx_dir, "--out", out, "--quiet")
+    assert "1-spec" in result.stdout and "2-spec" in result.stdout
+    saved = json.loads((out / "cv.json").read_text())
+    assert saved["stratified"] and [e["label"] for e in saved["models"]] == ["1-spec", "2-spec"]
+    for name in ("cv-learning-curves-1-spec.png", "cv-learning-curves-2-spec.png", "cv-boxplot.png"):
+        assert (out / name).stat().st_size > 3000
+    (out / "cv-boxplot.png").unlink()
+    run("report", out)
+    assert (out / "cv-boxplot.png").is_file() and "2-spec" in (out / "report.html").read_text()
 
 
 def test_cv_rejects_one_fold(tmp_path):

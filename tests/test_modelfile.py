@@ -113,6 +113,9 @@ def test_broken_metadata(saved):
     _rewrite(path, classes=json.dumps([f"c{i}" for i in range(10)]), architecture=json.dumps({"name": "nope"}))
     with pytest.raises(ModelFileError, match="cannot rebuild the architecture"):
         load_model(path)
+    _rewrite(path, architecture=json.dumps({"name": "baseline", "kwargs": {}}), config="{broken")
+    with pytest.raises(ModelFileError, match="'config' is missing or not valid JSON"):
+        load_model(path)
 
 
 def test_the_top_level_api_exposes_model_files(saved):

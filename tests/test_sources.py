@@ -60,6 +60,16 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path, serve, wrong_gz_dir
     assert not cache.exists() or not any(cache.iterdir())
 
 
+def test_corrupt_gzip_on_one_mirror_falls_through_to_the_next(tmp_path, serve, official_gz_dir):
+    broken = tmp_path / "broken-mirror"
+    broken.mkdir()
+    for name, _ in __import__("fmnist.data.sources", fromlist=["x"]).OFFICIAL_FILES.values():
+        (broken / f"{name}.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4)
+    notes = []
+    source = sources.download(tmp_path / "cache", mirrors=[serve(broken), serve(official_gz_dir)], log=notes.append)
+    assert len(source.files) == 4 and any("not valid gzip data" in note for note in notes)
+
+
 def test_download_from_an_unreachable_mirror(tmp_path):
     with pytest.raises(DataError, match=r"127\.0\.0\.1:9/train-images-idx3-ubyte\.gz: unreachable"):
         sources.download(tmp_path / "cache", mirrors=["http://127.0.0.1:9/"], timeout=5)

@@ -104,15 +104,34 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, small, model
 
 
 def test_early_stop_restores_the_best_weights(tmp_path, small):
-    # A learning rate this high makes validation accuracy fall, so patience runs out early.
+    # A learning rate this high makes validation accuracy collapse after a few epochs.
     config = _config(epochs=8, lr=0.3, early_stop=2, checkpoint="none")
     result = train(config, tmp_path / "run", dataset=small)
     best = max(result.history, key=lambda r: r["val_accuracy"])
-    assert result.stopped_early  # deterministic on the CPU: val_accuracy peaks at epoch 3 of 8
+    assert result.stopped_early and result.metrics["restored_best_epoch"]
     assert len(result.history) == best["epoch"] + 2
     assert result.metrics["val_accuracy"] == best["val_accuracy"]
     # The validation set is the test set here, so the restored weights reproduce the best epoch's score.
     assert result.metrics["test_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-9)
+
+    # The same run cut to end exactly when patience runs out: not "early", but still restored.
+    last = train(_config(epochs=best["epoch"] + 2, lr=0.3, early_stop=2, checkpoint="none"), tmp_path / "last",
+                 dataset=small)
+    assert not last.stopped_early and last.metrics["restored_best_epoch"]
+    assert last.metrics["test_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-9)
+
+
+def test_resume_from_another_working_directory(tmp_path, small, monkeypatch):
+    config = _config(model="conv3", optimizer="adam", epochs=3, batch_size=64, early_stop=5)
+    data = small.limit(train=256, test=100)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, "run", dataset=data, callbacks=[_Interrupt(after_epoch=2)])
+    monkeypatch.chdir(tmp_path.parent)
+    resumed = fit(config, tmp_path / "run", dataset=data, resume=True)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert len(list((tmp_path / "run" / "checkpoints").glob("conv3-epoch-*"))) == 1  # the old best was replaced
+    assert resumed.best_checkpoint.is_file()
 
 
 def test_validation_hold_outs(tmp_path, small):
@@ -149,9 +168,13 @@ def test_config_errors(tmp_path):
     path.write_text("epochs: [1\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: not valid YAML"):
         build_config(path)
-    path.write_text("epochs: 4\nbatch_size: 64\n")
+    path.write_text("epochs: 4\nbatch_size: 64\nlr: 1e-3\n")  # YAML reads 1e-3 as a string
     config = build_config(path, epochs=2)
-    assert config.epochs == 2 and config.batch_size == 64 and config.model == "baseline"
+    assert config.epochs == 2 and config.batch_size == 64 and config.model == "baseline" and config.lr == 0.001
+    with pytest.raises(ConfigError, match="nesterov: needs the sgd optimizer"):
+        _config(optimizer="adam", nesterov=True)
+    with pytest.raises(ConfigError, match="lr: must be a number"):
+        build_config(None, lr="fast")
 
 
 def test_resume_without_state_is_an_error(tmp_path, small):

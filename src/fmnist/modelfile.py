@@ -128,11 +128,20 @@ def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     return tensors, metadata
 
 
-def _json_field(path: Path, metadata: dict[str, str], key: str):
+_MISSING = object()
+
+
+def _json_field(path: Path, metadata: dict[str, str], key: str, kind: type, default=_MISSING):
+    """A metadata value, parsed and type-checked; `default` when the (optional) key is absent."""
+    if key not in metadata and default is not _MISSING:
+        return default
     try:
-        return json.loads(metadata[key])
+        value = json.loads(metadata[key])
     except (KeyError, json.JSONDecodeError):
         raise ModelFileError(path, f"metadata field {key!r} is missing or not valid JSON") from None
+    if not isinstance(value, kind):
+        raise ModelFileError(path, f"metadata field {key!r} must be a JSON {kind.__name__}")
+    return value
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFile:
@@ -148,12 +157,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFil
         raise ModelFileError(path, f"metadata is missing {', '.join(missing)}")
     if metadata["format_version"] != str(FORMAT_VERSION):
         raise ModelFileError(path, f"format version {metadata['format_version']} is not supported (this fmnist reads {FORMAT_VERSION})")
-    architecture = _json_field(path, metadata, "architecture")
-    classes = _json_field(path, metadata, "classes")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+    architecture = _json_field(path, metadata, "architecture", dict)
+    classes = _json_field(path, metadata, "classes", list)
+    if len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise ModelFileError(path, "metadata 'classes' must be a list of at least two names")
-    if not isinstance(architecture, dict):
-        raise ModelFileError(path, "metadata 'architecture' must be an object")
+    input_shape = _json_field(path, metadata, "input_shape", list)
+    if input_shape != INPUT_SHAPE:
+        raise ModelFileError(path, f"input shape {input_shape} is not supported (fmnist models take {INPUT_SHAPE})")
+    config = _json_field(path, metadata, "config", dict, default={})
+    metrics = _json_field(path, metadata, "metrics", dict, default={})
     weights = {key: value for key, value in tensors.items() if not key.startswith("extra.")}
     if _tensors_digest(weights) != metadata["weights_sha256"]:
         raise ModelFileError(path, "weights do not match their recorded SHA-256: the file was altered after saving")
@@ -186,9 +198,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFil
         model=model,
         architecture=architecture,
         classes=classes,
-        input_shape=_json_field(path, metadata, "input_shape"),
-        config=json.loads(metadata.get("config", "{}") or "{}"),
-        metrics=json.loads(metadata.get("metrics", "{}") or "{}"),
+        input_shape=input_shape,
+        config=config,
+        metrics=metrics,
         version=metadata.get("fmnist_version", ""),
         path=path,
     )

@@ -23,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(highlight=False, soft_wrap=True)  # soft wrap: a long line stays one line
+# soft wrap: a long line stays one line; no markup: paths and class names are printed as they are
+console = Console(highlight=False, soft_wrap=True, markup=False)
 state = {"debug": False}
 
 
@@ -40,6 +41,15 @@ def command(*args, **kwargs):
                     raise
                 typer.echo(f"fmnist: error: {exc}", err=True)
                 raise typer.Exit(2) from None
+            except OSError as exc:  # permission denied, disk full, ...: the user's environment, not a bug
+                if state["debug"]:
+                    raise
+                where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+                typer.echo(f"fmnist: error: {where}{exc.strerror or exc}", err=True)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                typer.echo("fmnist: interrupted", err=True)
+                raise typer.Exit(130) from None
 
         return app.command(*args, **kwargs)(wrapper)
 

@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from fmnist.cli._common import DataOption, OutOption, QuietOption, command, console, download_progress, load, note, source_line
+from fmnist.errors import FmnistError
+
 
 @command()
 def info(data: DataOption = None, quiet: QuietOption = False) -> None:
@@ -51,6 +53,8 @@ def data(
     from fmnist.data.dataset import read_source
 
     mirrors = tuple(mirror) if mirror else sources.MIRRORS
+    if download and data is not None:
+        raise FmnistError("--download fetches the official files into the cache; it does not combine with --data")
     if download:
         source = sources.download(mirrors=mirrors, progress=download_progress(quiet), log=note(quiet))
         dataset = read_source(source)

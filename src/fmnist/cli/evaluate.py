@@ -39,27 +39,8 @@ def evaluate(
     if out is not None:
         write_evaluation(out, result, loaded.classes, dataset.test.labels, str(data) if data else None,
                          str(Path(model_file).resolve()))
-        from fmnist.engine import state as run_state
-
-        run_state.write_json(out / "metrics.json", {"model": loaded.name, "model_file": str(model_file),
-                                                     "test_loss": result["loss"], "test_accuracy": result["accuracy"]})
-        _link_model(out, Path(model_file))
         redraw(out, dataset, title=f"fmnist evaluate: {model_file}")
         console.print(f"wrote evaluation.json, predictions.npz, figures and report.html to {out}")
-
-
-def _link_model(out: Path, model_file: Path) -> None:
-    """Feature maps in the report need the model: point model.safetensors in `out` at it."""
-    target = out / "model.safetensors"
-    if target.resolve() == model_file.resolve():
-        return
-    target.unlink(missing_ok=True)
-    try:
-        target.symlink_to(model_file.resolve())
-    except OSError:
-        import shutil
-
-        shutil.copyfile(model_file, target)
 
 
 @command()

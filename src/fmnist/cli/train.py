@@ -67,6 +67,9 @@ SeedOption = option(int, "--seed", "Random seed. [default: 1]")
 DeviceChoice = option(str, "--device", "auto | cpu | cuda. [default: auto]")
 LimitOption = option(int, "--limit", "Train on the first N training images only (smoke runs).")
 ConfigOption = option(Path, "--config", "A YAML config (see configs/); options given here override it.")
+CheckpointOption = option(str, "--checkpoint", "best | every | none. [default: best]")
+EarlyStopOption = option(int, "--early-stop", "Stop after this many epochs without a better val_accuracy "
+                         "and restore the best weights.")
 
 
 def _settings(config, spec, **options):
@@ -94,8 +97,8 @@ def train(
     seed: SeedOption = None,
     device: DeviceChoice = None,
     limit: LimitOption = None,
-    checkpoint: option(str, "--checkpoint", "best | every | none. [default: best]") = None,
-    early_stop: option(int, "--early-stop", "Stop after this many epochs without a better val_accuracy.") = None,
+    checkpoint: CheckpointOption = None,
+    early_stop: EarlyStopOption = None,
     resume: option(Path, "--resume", "Continue the interrupted run in this folder.") = None,
     config: ConfigOption = None,
     out: option(Path, "--out", "Run folder. [default: runs/MODEL-TIMESTAMP]") = None,
@@ -131,7 +134,8 @@ def train(
         progress.close()
         typer.echo(f"fmnist: interrupted; continue with: fmnist train --resume {out}", err=True)
         raise typer.Exit(130) from None
-    progress.close()
+    finally:
+        progress.close()  # also on errors: never leave a live bar over the error line
     metrics = result.metrics
     console.print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
                   f"(best val_accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
@@ -158,6 +162,8 @@ def cv(
     seed: SeedOption = None,
     device: DeviceChoice = None,
     limit: LimitOption = None,
+    checkpoint: option(str, "--checkpoint", "best | every | none, for the --final model (folds keep none). [default: best]") = None,
+    early_stop: EarlyStopOption = None,
     config: ConfigOption = None,
     out: option(Path, "--out", "Output folder. [default: runs/cv-TIMESTAMP]") = None,
     data: DataOption = None,
@@ -172,7 +178,7 @@ def cv(
         raise FmnistError(f"--folds must be at least 2, got {folds}")
     options = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                    nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
-                   seed=seed, device=device, limit=limit, data=data)
+                   seed=seed, device=device, limit=limit, checkpoint=checkpoint, early_stop=early_stop, data=data)
     configs = [_settings(config, None, model=name, **options) for name in (model or [])]
     configs += [_settings(config, path, **options) for path in (spec or [])]
     if not configs:
@@ -182,13 +188,13 @@ def cv(
     summary = cross_validate(configs, out, folds=folds, stratified=stratified, final=final, dataset=dataset,
                              make_progress=lambda prefix: make_progress(quiet, prefix),
                              report=lambda line: console.print(line))
-    redraw(out, title=f"fmnist cv: {', '.join(entry['name'] for entry in summary['models'])}")
+    redraw(out, title=f"fmnist cv: {', '.join(entry['label'] for entry in summary['models'])}")
     if len(summary["models"]) > 1:
         table = Table(title=f"{folds}-fold cross-validation")
         for column in ("model", "mean %", "std %", "n", "seconds"):
             table.add_column(column, justify="left" if column == "model" else "right")
         for entry in summary["models"]:
-            table.add_row(entry["name"], f"{entry['mean'] * 100:.3f}", f"{entry['std'] * 100:.3f}", str(entry["n"]),
+            table.add_row(entry["label"], f"{entry['mean'] * 100:.3f}", f"{entry['std'] * 100:.3f}", str(entry["n"]),
                           f"{entry['seconds']:.1f}")
         console.print(table)
     console.print(f"output folder: {out} (cv.json, report.html)")

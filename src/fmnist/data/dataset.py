@@ -85,6 +85,8 @@ def make_split(
         raise DataError(images_origin, f"images must be unsigned bytes, found {images.dtype}")
     if images.ndim != 3 or images.shape[1:] != (size, size):
         raise DataError(images_origin, f"images must have shape (N, {size}, {size}), found {images.shape}")
+    if labels.dtype.kind not in "iu":
+        raise DataError(labels_origin, f"labels must be integers, found {labels.dtype}")
     if labels.ndim != 1:
         raise DataError(labels_origin, f"labels must be one-dimensional, found shape {labels.shape}")
     if len(images) != len(labels):
@@ -120,7 +122,11 @@ def read_classes_file(directory: Path) -> tuple[str, ...] | None:
     path = directory / CLASSES_FILE
     if not path.is_file():
         return None
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(path, "not UTF-8 text") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) < 2:
         raise DataError(path, "needs at least two class names, one per line")
     if len(set(names)) != len(names):

@@ -175,9 +175,11 @@ def _diagnose_csv_rows(path: Path, body: bytes) -> None:
             raise DataError(path, f"line {line_number}: {len(fields)} values, expected {len(CSV_HEADER)}")
         for column, field in zip(CSV_HEADER, fields):
             try:
-                int(field)
+                value = int(field)
             except ValueError:
                 raise DataError(path, f"line {line_number}: {column} = {field.strip()!r} is not an integer") from None
+            if not -(2**63) <= value < 2**63:
+                raise DataError(path, f"line {line_number}: {column} = {field.strip()} is out of range")
     raise DataError(path, "unreadable CSV data")
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,9 +219,9 @@ def _fetch_gunzip(url: str, timeout: float, progress, name: str) -> bytes:
     Nothing touches the disk until the content is verified, so an interrupted or wrong
     download can never leave a partial file in the cache.
     """
-    request = urllib.request.Request(url, headers={"User-Agent": "fmnist"})
     buffer = bytearray()
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": "fmnist"})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
@@ -231,11 +233,13 @@ def _fetch_gunzip(url: str, timeout: float, progress, name: str) -> bytes:
         raise DataError(url, f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise DataError(url, f"unreachable ({exc.reason})") from None
-    except (TimeoutError, OSError) as exc:
-        raise DataError(url, f"download failed ({exc})") from None
+    except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        raise DataError(url, f"download failed ({exc or type(exc).__name__})") from None
+    except ValueError as exc:  # not a URL urllib understands
+        raise DataError(url, f"not a usable URL ({exc})") from None
     if total is not None and len(buffer) != total:
         raise DataError(url, f"download cut short ({len(buffer)} of {total} bytes)")
     try:
         return gzip.decompress(bytes(buffer))
-    except (EOFError, OSError) as exc:
+    except (EOFError, OSError, zlib.error) as exc:
         raise DataError(url, f"not valid gzip data ({exc})") from None

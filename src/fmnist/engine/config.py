@@ -53,6 +53,8 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run (e.g. write-up)
 
     def __post_init__(self) -> None:
+        if self.data is not None:
+            self.data = str(self.data)  # a Path from the API; config.yaml stores plain strings
         self.validate()
 
     @property
@@ -72,6 +74,13 @@ class TrainConfig:
         need(self.checkpoint in CHECKPOINTS, f"checkpoint: expected one of {', '.join(CHECKPOINTS)}, got {self.checkpoint!r}")
         need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs: must be a positive integer, got {self.epochs!r}")
         need(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size: must be a positive integer, got {self.batch_size!r}")
+        need(isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1,
+             f"eval_batch_size: must be a positive integer, got {self.eval_batch_size!r}")
+        need(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed: must be an integer, got {self.seed!r}")
+        for name in ("lr", "momentum", "weight_decay", "label_smoothing", "decay", "step_gamma"):
+            value = getattr(self, name)
+            need(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)),
+                 f"{name}: must be a number, got {value!r}")
         need(self.lr is None or self.lr > 0, f"lr: must be positive, got {self.lr}")
         need(0.0 <= self.momentum < 1.0, f"momentum: must be in [0, 1), got {self.momentum}")
         need(self.weight_decay >= 0, f"weight_decay: must be >= 0, got {self.weight_decay}")
@@ -81,6 +90,8 @@ class TrainConfig:
         need(self.step_epochs >= 1 and 0 < self.step_gamma <= 1, "step_epochs must be >= 1 and step_gamma in (0, 1]")
         need(self.decay is None or self.decay >= 0, f"decay: must be >= 0, got {self.decay}")
         need((self.model is None) != (self.spec is None), "give exactly one of model and spec")
+        need(not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
+             "nesterov: needs the sgd optimizer and a momentum above 0")
         parse_val(self.val)
 
     def to_dict(self) -> dict:
@@ -114,7 +125,7 @@ def config_from_dict(values: dict, origin: str = "config") -> TrainConfig:
     if unknown:
         raise ConfigError(f"{origin}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
                           f"(known: {', '.join(sorted(FIELDS))})")
-    values = dict(values)
+    values = {key: _number(key, value) for key, value in values.items()}
     if values.get("spec") is not None and "model" not in values:
         values["model"] = None
     try:
@@ -123,6 +134,19 @@ def config_from_dict(values: dict, origin: str = "config") -> TrainConfig:
         raise ConfigError(f"{origin}: {exc}") from None
     except TypeError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+
+
+FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "label_smoothing", "decay", "step_gamma")
+
+
+def _number(key: str, value: Any) -> Any:
+    """YAML 1.1 reads `1e-3` as a string; a float field takes it as the number it spells."""
+    if key in FLOAT_FIELDS and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: must be a number, got {value!r}") from None
+    return value
 
 
 def load_config_file(path: str | Path) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 from fmnist.data import splits
 from fmnist.data.dataset import Dataset, load_dataset
 from fmnist.engine import state as run_state
-from fmnist.engine.config import TrainConfig
+from fmnist.engine.config import ConfigError, TrainConfig
 from fmnist.engine.progress import NullProgress
 from fmnist.engine.trainer import fit
 
@@ -75,7 +75,10 @@ def cross_validate(
     dataset = dataset if dataset is not None else load_dataset(configs[0].data)
     first = configs[0]
     train_count = len(dataset.train) if first.limit is None else min(first.limit, len(dataset.train))
-    fold_indices = make_folds(dataset.train.labels[:train_count], folds, first.seed, stratified)
+    try:
+        fold_indices = make_folds(dataset.train.labels[:train_count], folds, first.seed, stratified)
+    except ValueError as exc:  # more folds than images, or than members of the smallest class
+        raise ConfigError(f"--folds {folds}: {exc}") from None
     started = time.perf_counter()
     summary = {
         "folds": folds, "stratified": stratified, "seed": first.seed, "train_images": train_count,
@@ -83,17 +86,20 @@ def cross_validate(
         "models": [],
     }
     several = len(configs) > 1
+    names = [config.model_name for config in configs]
     for index, config in enumerate(configs):
+        # Two specs (or a repeated --model) share a name: label them by position so none is lost.
+        label = config.model_name if names.count(config.model_name) == 1 else f"{index + 1}-{config.model_name}"
         folder = model_dir(out, config, several, index)
-        entry = {"name": config.model_name, "folder": str(folder.relative_to(out)) if several else ".",
+        entry = {"name": config.model_name, "label": label, "folder": str(folder.relative_to(out)) if several else ".",
                  "config": config.to_dict(), "scores": [], "fold_seconds": [], "histories": []}
         if several:
-            report(f"{config.model_name}:")
+            report(f"{label}:")
         for fold, (train_idx, val_idx) in enumerate(fold_indices, start=1):
             # A fresh model per fold, initialised from its own seed (seed + fold - 1), so the spread
             # covers initialisation as well as data; no checkpoints: folds are estimates, not products.
             fold_config = dataclasses.replace(config, checkpoint="none", seed=config.seed + fold - 1)
-            progress = make_progress(f"{config.model_name} fold {fold}/{folds}  ")
+            progress = make_progress(f"{label} fold {fold}/{folds}  ")
             try:
                 result = fit(fold_config, folder / f"fold-{fold}", dataset, progress=progress,
                              split=(train_idx, val_idx))
@@ -109,7 +115,7 @@ def cross_validate(
                      seconds=float(sum(entry["fold_seconds"])))
         report(summary_line(entry["scores"]))
         if final:
-            progress = make_progress(f"{config.model_name} final  ")
+            progress = make_progress(f"{label} final  ")
             try:
                 result = train_run(dataclasses.replace(config, val="test"), folder / "final", dataset, progress=progress)
             finally:

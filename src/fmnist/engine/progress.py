@@ -54,7 +54,7 @@ class RichProgress(NullProgress):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(stderr=True, highlight=False, markup=False)
         self.prefix = prefix
         self.progress = Progress(
             TextColumn("{task.description}"),

@@ -37,11 +37,13 @@ def train(
     test = evaluate_model(result.model, dataset.test.images, dataset.test.labels, dataset.classes, device,
                           config.eval_batch_size)
     history = result.history
-    final = next((r for r in history if r["epoch"] == _best_epoch(history)), history[-1]) if result.stopped_early else history[-1]
+    restored = result.extra["restored_best"]
+    final = next(r for r in history if r["epoch"] == _best_epoch(history)) if restored else history[-1]
     metrics = {
         "model": config.model_name,
         "epochs_run": len(history),
         "stopped_early": result.stopped_early,
+        "restored_best_epoch": restored,
         "val_loss": final["val_loss"],
         "val_accuracy": final["val_accuracy"],
         "best_epoch": _best_epoch(history),
@@ -57,7 +59,7 @@ def train(
     save_model(out / "model.safetensors", result.model, result.architecture, dataset.classes,
                config=config.to_dict(), metrics=metrics)
     run_state.write_json(out / "metrics.json", metrics)
-    write_evaluation(out, test, dataset.classes, dataset.test.labels, config.data, "model.safetensors")
+    write_evaluation(out, test, dataset.classes, dataset.test.labels, config.data, str((out / "model.safetensors").resolve()))
     redraw(out, dataset)
     return result
 

@@ -70,8 +70,6 @@ def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
                                weight_decay=config.weight_decay)
-    if config.nesterov:
-        raise ConfigError("nesterov: only applies to the sgd optimizer")
     if config.optimizer == "adam":
         # eps=1e-7: Keras's Adam epsilon, so the write-ups' Adam recipes match.
         return torch.optim.Adam(parameters, lr=lr, eps=1e-7, weight_decay=config.weight_decay)
@@ -84,15 +82,15 @@ def validation_split(config: TrainConfig, dataset: Dataset, train_count: int):
     labels = dataset.train.labels[:train_count]
     if kind == "test":
         return np.arange(train_count), dataset.test.images, dataset.test.labels, "test set"
-    if kind == "split":
-        train_idx, val_idx = splits.random_holdout(train_count, value, seed=config.seed)
-        name = f"{value:.0%} of the training set"
-    else:
-        try:
+    try:
+        if kind == "split":
+            train_idx, val_idx = splits.random_holdout(train_count, value, seed=config.seed)
+            name = f"{value:.0%} of the training set"
+        else:
             train_idx, val_idx = splits.balanced_holdout(labels, value, seed=config.seed)
-        except ValueError as exc:
-            raise ConfigError(f"val {config.val}: {exc}") from None
-        name = f"{value} training images per class"
+            name = f"{value} training images per class"
+    except ValueError as exc:  # too few images for the hold-out asked for
+        raise ConfigError(f"val {config.val}: {exc}") from None
     images = dataset.train.images[:train_count]
     return train_idx, images[val_idx], labels[val_idx], name
 
@@ -161,15 +159,20 @@ def fit(
         history, best, start_epoch = extra["history"], extra["best"], extra["epoch"] + 1
         progress.note(f"resuming {out} after epoch {extra['epoch']}")
     else:
+        if (out / "config.yaml").exists():
+            raise FmnistError(f"{out}: already holds a run; continue it with --resume or choose another --out")
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "config.yaml", dump_config(config))
+    if config.early_stop is not None and split is None and parse_val(config.val)[0] == "test":
+        progress.note("note: --early-stop with --val test picks the weights on the test set, so the test accuracy "
+                      "is optimistic; hold out validation images with --val split:0.1 for an honest figure")
     progress.note(f"training {config.model_name} on {len(train_x):,} images, validating on {len(val_x):,} ({val_name}), "
                   f"device {device.type}")
 
     best_weights = None
-    if resume and best["path"] and Path(best["path"]).is_file():
-        best_weights = load_model(best["path"], device=device).model.state_dict()
-    stopped_early = False
+    if resume and best["path"] and (checkpoints / best["path"]).is_file():
+        best_weights = load_model(checkpoints / best["path"], device=device).model.state_dict()
+    stopped_early = patience_ran_out = False
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -216,17 +219,18 @@ def fit(
         for callback in callbacks:
             callback(row)
         if config.early_stop is not None and best["stale"] >= config.early_stop:
-            stopped_early = epoch < config.epochs
+            stopped_early, patience_ran_out = epoch < config.epochs, True
             progress.note(f"early stop: no better val_accuracy for {config.early_stop} epochs; "
                           f"restoring the weights of epoch {best['epoch']}")
             break
 
-    if stopped_early and best_weights is not None:
+    if patience_ran_out and best_weights is not None:
         model.load_state_dict(best_weights)
     model.eval()
     return TrainResult(out, model, architecture, dataset.classes, history, {}, config,
-                       Path(best["path"]) if best["path"] else None, stopped_early,
-                       extra={"val_name": val_name, "train_images": len(train_x), "device": str(device)})
+                       checkpoints / best["path"] if best["path"] else None, stopped_early,
+                       extra={"val_name": val_name, "train_images": len(train_x), "device": str(device),
+                              "restored_best": patience_ran_out and best_weights is not None})
 
 
 def _write_checkpoints(config, out, model, architecture, classes, optimizer, shuffle, device,
@@ -240,10 +244,10 @@ def _write_checkpoints(config, out, model, architecture, classes, optimizer, shu
         path = checkpoints / checkpoint_name(config.model_name, epoch, row["val_accuracy"])
         save_model(path, model, architecture, classes, config=config.to_dict(),
                    metrics={k: v for k, v in row.items() if k != "seconds"})
-        if config.checkpoint == "best" and best["path"] and Path(best["path"]) != path:
-            Path(best["path"]).unlink(missing_ok=True)  # keep one best file, not one per improvement
+        if config.checkpoint == "best" and best["path"] and best["path"] != path.name:
+            (checkpoints / best["path"]).unlink(missing_ok=True)  # keep one best file, not one per improvement
         if improved:
-            best["path"] = str(path)
+            best["path"] = path.name  # relative to checkpoints/: the run folder can move
     optimizer_tensors, optimizer_values = run_state.optimizer_state(optimizer)
     save_model(
         checkpoints / RESUME_FILE, model, architecture, classes, config=config.to_dict(),
@@ -259,4 +263,10 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FmnistError(f"{run_dir}: not a run folder (no config.yaml)")
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, origin=str(path))
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    return config_from_dict(values, origin=str(path))

@@ -9,32 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist.report.plots import TRAIN_COLOR, VAL_COLOR, plt, save_figure
+from fmnist.report.plots import TRAIN_COLOR, plt, save_figure
 
 RIGHT, WRONG = "#1a9641", "#d7191c"  # green when right, red when wrong (write-up 001)
-
-
-def plot_fold_learning_curves(histories: list[list[dict]], path, title: str) -> Path:
-    """Write-up 000's diagnostics: every fold's loss and accuracy; train blue, validation orange."""
-    fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(7.5, 7.5), sharex=True)
-    for fold, history in enumerate(histories):
-        epochs = [row["epoch"] for row in history]
-        labels = ("train", "validation") if fold == 0 else (None, None)
-        loss_ax.plot(epochs, [r["loss"] for r in history], color=TRAIN_COLOR, alpha=0.8, label=labels[0])
-        loss_ax.plot(epochs, [r["val_loss"] for r in history], color=VAL_COLOR, alpha=0.8, label=labels[1])
-        acc_ax.plot(epochs, [r["accuracy"] for r in history], color=TRAIN_COLOR, alpha=0.8, label=labels[0])
-        acc_ax.plot(epochs, [r["val_accuracy"] for r in history], color=VAL_COLOR, alpha=0.8, label=labels[1])
-    loss_ax.set_title(f"Cross-entropy loss ({len(histories)} folds)")
-    loss_ax.set_ylabel("loss")
-    acc_ax.set_title(f"Classification accuracy ({len(histories)} folds)")
-    acc_ax.set_ylabel("accuracy")
-    acc_ax.set_xlabel("epoch")
-    for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
-    return save_figure(fig, path)
 
 
 def plot_score_boxplot(scores: dict[str, list[float]], path, title: str = "Cross-validation accuracy") -> Path:
@@ -152,7 +129,7 @@ def plot_feature_maps(images, image_ids, layers: list[tuple[str, np.ndarray]], f
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"Feature maps of filter {filter_index} per conv/pool layer", fontsize=11)
+    fig.suptitle(f"Feature maps per conv/pool layer (filter {filter_index}, or a layer's last)", fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
 

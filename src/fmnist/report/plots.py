@@ -110,17 +110,22 @@ def plot_class_means(images: np.ndarray, labels: np.ndarray, classes, path) -> P
 TRAIN_COLOR, VAL_COLOR = "tab:blue", "tab:orange"  # write-up 000: train blue, validation orange
 
 
-def plot_learning_curves(history: list[dict], path, title: str = "Learning curves") -> Path:
-    """Write-up 000's two panels: cross-entropy loss and classification accuracy per epoch."""
-    epochs = [row["epoch"] for row in history]
+def plot_learning_curves(histories: list[list[dict]], path, title: str = "Learning curves") -> Path:
+    """Write-up 000's two panels, cross-entropy loss and classification accuracy per epoch, for one
+    run or every fold of a cross-validation; train blue, validation orange."""
     fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(7.5, 7.5), sharex=True)
-    loss_ax.plot(epochs, [r["loss"] for r in history], color=TRAIN_COLOR, marker="o", ms=3, label="train")
-    loss_ax.plot(epochs, [r["val_loss"] for r in history], color=VAL_COLOR, marker="o", ms=3, label="validation")
-    loss_ax.set_title("Cross-entropy loss")
+    several = len(histories) > 1
+    for index, history in enumerate(histories):
+        epochs = [row["epoch"] for row in history]
+        labels = ("train", "validation") if index == 0 else (None, None)
+        style = {"alpha": 0.8} if several else {"marker": "o", "ms": 3}
+        for ax, train_key, val_key in ((loss_ax, "loss", "val_loss"), (acc_ax, "accuracy", "val_accuracy")):
+            ax.plot(epochs, [r[train_key] for r in history], color=TRAIN_COLOR, label=labels[0], **style)
+            ax.plot(epochs, [r[val_key] for r in history], color=VAL_COLOR, label=labels[1], **style)
+    folds = f" ({len(histories)} folds)" if several else ""
+    loss_ax.set_title(f"Cross-entropy loss{folds}")
     loss_ax.set_ylabel("loss")
-    acc_ax.plot(epochs, [r["accuracy"] for r in history], color=TRAIN_COLOR, marker="o", ms=3, label="train")
-    acc_ax.plot(epochs, [r["val_accuracy"] for r in history], color=VAL_COLOR, marker="o", ms=3, label="validation")
-    acc_ax.set_title("Classification accuracy")
+    acc_ax.set_title(f"Classification accuracy{folds}")
     acc_ax.set_ylabel("accuracy")
     acc_ax.set_xlabel("epoch")
     for ax in (loss_ax, acc_ax):

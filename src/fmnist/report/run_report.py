@@ -25,7 +25,14 @@ def labels_sha256(labels: np.ndarray) -> str:
 
 
 def _read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    from fmnist.errors import FmnistError
+
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FmnistError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _metrics_table(metrics: dict) -> str:
@@ -71,7 +78,7 @@ def redraw(folder: str | Path, dataset=None, title: str | None = None) -> Path:
 
         history = read_history(folder / "history.csv")
         if history:
-            figures.append((plots.plot_learning_curves(history, folder / "learning-curves.png", f"{name}: learning curves"),
+            figures.append((plots.plot_learning_curves([history], folder / "learning-curves.png", f"{name}: learning curves"),
                             "Learning curves: loss and accuracy per epoch (write-up 000)"))
             figures.append((plots.plot_training_summary(history, folder / "training-summary.png",
                                                         f"{name}: training loss and accuracy"),
@@ -79,8 +86,9 @@ def redraw(folder: str | Path, dataset=None, title: str | None = None) -> Path:
     images = None
     if evaluation and (folder / "predictions.npz").is_file():
         images = _evaluation_section(folder, evaluation, dataset, sections, figures)
-    if images is not None and (folder / "model.safetensors").is_file():
-        _feature_maps(folder, images, figures)
+    model_file = _model_file(folder, evaluation)
+    if images is not None and model_file is not None:
+        _feature_maps(folder, model_file, images, figures)
     if config_text:
         sections.append(("Configuration", f"<pre>{html.escape(config_text)}</pre>"))
     sections += [(caption, html.figure(path, caption)) for path, caption in figures]
@@ -90,14 +98,15 @@ def redraw(folder: str | Path, dataset=None, title: str | None = None) -> Path:
 def _cv_section(folder: Path, cv: dict, figures: list) -> str:
     rows, scores = [], {}
     for entry in cv["models"]:
-        scores[entry["name"]] = entry["scores"]
+        label = entry.get("label", entry["name"])
+        scores[label] = entry["scores"]
         final = entry.get("final", {})
-        rows.append((entry["name"], f"{entry['mean'] * 100:.3f}", f"{entry['std'] * 100:.3f}", entry["n"],
+        rows.append((label, f"{entry['mean'] * 100:.3f}", f"{entry['std'] * 100:.3f}", entry["n"],
                      f"{entry['seconds']:.1f}", f"{final['test_accuracy'] * 100:.3f}" if final else "—"))
-        suffix = "" if len(cv["models"]) == 1 else f"-{entry['name']}"
-        figures.append((diagnostics.plot_fold_learning_curves(entry["histories"], folder / f"cv-learning-curves{suffix}.png",
-                                                              f"{entry['name']}: {cv['folds']}-fold learning curves"),
-                        f"{entry['name']}: learning curves of every fold (train blue, validation orange)"))
+        suffix = "" if len(cv["models"]) == 1 else f"-{label}"
+        figures.append((plots.plot_learning_curves(entry["histories"], folder / f"cv-learning-curves{suffix}.png",
+                                                   f"{label}: {cv['folds']}-fold learning curves"),
+                        f"{label}: learning curves of every fold (train blue, validation orange)"))
     figures.insert(0, (diagnostics.plot_score_boxplot(scores, folder / "cv-boxplot.png",
                                                       f"{cv['folds']}-fold cross-validation accuracy"),
                        "Fold accuracies: box and whiskers, mean as a triangle, folds as dots"))
@@ -111,9 +120,8 @@ def _evaluation_section(folder: Path, evaluation: dict, dataset, sections: list,
     from fmnist.engine.evaluate import most_confused
 
     classes = evaluation["classes"]
-    predictions_file = np.load(folder / "predictions.npz", allow_pickle=False)
-    labels, predictions = predictions_file["labels"], predictions_file["predictions"]
-    probabilities = predictions_file["probabilities"]
+    with np.load(folder / "predictions.npz", allow_pickle=False) as saved:
+        labels, predictions, probabilities = saved["labels"], saved["predictions"], saved["probabilities"]
     pairs = most_confused(evaluation["confusion_matrix"], classes)
     body = (f"<p>test loss {evaluation['test_loss']:.4f}, test accuracy {evaluation['test_accuracy']:.4f} "
             f"on {evaluation['images']:,} images</p><pre>{html.escape(evaluation['report_text'])}</pre>")
@@ -140,12 +148,20 @@ def _evaluation_section(folder: Path, evaluation: dict, dataset, sections: list,
     return images
 
 
-def _feature_maps(folder: Path, images: np.ndarray, figures: list) -> None:
+def _model_file(folder: Path, evaluation: dict | None) -> Path | None:
+    """The evaluated model: the run's own model.safetensors, or the file `evaluate` recorded."""
+    if (folder / "model.safetensors").is_file():
+        return folder / "model.safetensors"
+    recorded = (evaluation or {}).get("model_file")
+    return Path(recorded) if recorded and Path(recorded).is_file() else None
+
+
+def _feature_maps(folder: Path, model_file: Path, images: np.ndarray, figures: list) -> None:
     from fmnist.engine.inspect import feature_maps
     from fmnist.modelfile import load_model
 
     ids = [i for i in FEATURE_MAP_IMAGES if i < len(images)]
-    model = load_model(folder / "model.safetensors").model
+    model = load_model(model_file).model
     layers = feature_maps(model, images[ids])
     if layers:
         figures.append((diagnostics.plot_feature_maps(images[ids], ids, layers, FEATURE_MAP_FILTER, folder / "feature-maps.png"),
