@@ -10,6 +10,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
+
+from fmnist.errors import DataError
 
 
 @contextlib.contextmanager
@@ -33,6 +36,21 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def open_for_reading(path: str | Path, name: str | Path | None = None, expected: str = "a file") -> BinaryIO:
+    """`open(path, "rb")`, with the usual failures as one-line DataErrors naming `name` (default: path)."""
+    name = path if name is None else name
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(name, "no such file") from None
+    except IsADirectoryError:
+        raise DataError(name, f"is a directory, expected {expected}") from None
+    except PermissionError:
+        raise DataError(name, "permission denied") from None
+    except OSError as exc:
+        raise DataError(name, f"cannot open ({exc.strerror or exc})") from None
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

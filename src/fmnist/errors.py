@@ -16,3 +16,23 @@ class DataError(FmnistError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class ModelFileError(FmnistError):
+    """A model file (.safetensors or exported .onnx) is missing, malformed, tampered with, or does not
+    fit its architecture."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+    @classmethod
+    def require_file(cls, path: str | Path) -> Path:
+        """`path` as a Path when it is a non-empty file; else this error, saying which it is not."""
+        path = Path(path)
+        if not path.is_file():
+            raise cls(path, "no such file" if not path.exists() else "not a file")
+        if path.stat().st_size == 0:
+            raise cls(path, "empty file")
+        return path

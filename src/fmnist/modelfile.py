@@ -17,12 +17,15 @@ import torch
 from torch import nn
 
 from fmnist._io import atomic_path
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, ModelFileError
+from fmnist.images import FASHION_SPEC, ImageSpec
 
 FORMAT = "fmnist.model"
 FORMAT_VERSION = 1
 INPUT_SHAPE = [1, 28, 28]
-# The model itself scales raw pixels (see models/layers.py: Rescale), so a caller only needs this:
+# The model itself scales raw pixels (see models/layers.py: Rescale), so a caller only needs this.
+# "image" is what the training images looked like (fmnist.images.ImageSpec): `fmnist predict` makes a
+# real-world image look the same. Files written before it was recorded get Fashion-MNIST's.
 PREPROCESSING = {
     "input": "raw pixel values 0-255 (uint8 or float), shape (N, 1, 28, 28), light object on dark background",
     "inside_model": "x / 255",
@@ -30,11 +33,12 @@ PREPROCESSING = {
 REQUIRED = ("format", "format_version", "architecture", "classes", "input_shape", "weights_sha256")
 
 
-class ModelFileError(FmnistError):
-    """A model file is missing, malformed, tampered with, or does not fit its architecture."""
-
-    def __init__(self, path: str | Path, problem: str):
-        super().__init__(f"{path}: {problem}")
+def preprocessing_record(image_spec: ImageSpec = FASHION_SPEC) -> dict:
+    """The `preprocessing` metadata of a model file (also embedded in exported ONNX files)."""
+    record = dict(PREPROCESSING, image=image_spec.to_dict())
+    if image_spec.background == "light":
+        record["input"] = record["input"].replace("light object on dark background", "dark object on light background")
+    return record
 
 
 @dataclass
@@ -49,6 +53,7 @@ class ModelFile:
     metrics: dict = field(default_factory=dict)
     version: str = ""
     path: Path | None = None
+    image_spec: ImageSpec = FASHION_SPEC  # what its training images looked like (see fmnist.images)
 
     @property
     def name(self) -> str:
@@ -79,8 +84,10 @@ def save_model(
     metrics: dict | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
     extra_metadata: dict | None = None,
+    image_spec: ImageSpec = FASHION_SPEC,
 ) -> Path:
-    """Write the model file atomically. `extra_*` carry resume state in checkpoints."""
+    """Write the model file atomically. `extra_*` carry resume state in checkpoints; `image_spec`
+    says what the training images looked like (`fmnist.images.measure_spec`)."""
     from safetensors.torch import save_file
 
     from fmnist import __version__
@@ -96,7 +103,7 @@ def save_model(
         "architecture": json.dumps(architecture, sort_keys=True),
         "classes": json.dumps(list(classes)),
         "input_shape": json.dumps(INPUT_SHAPE),
-        "preprocessing": json.dumps(PREPROCESSING),
+        "preprocessing": json.dumps(preprocessing_record(image_spec), sort_keys=True),
         "config": json.dumps(config or {}, sort_keys=True, default=str),
         "metrics": json.dumps(metrics or {}, sort_keys=True),
         "weights_sha256": digest,
@@ -113,11 +120,7 @@ def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     """The raw tensors and metadata of a safetensors file, with one-line errors."""
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(path, "no such file" if not path.exists() else "not a file")
-    if path.stat().st_size == 0:
-        raise ModelFileError(path, "empty file")
+    path = ModelFileError.require_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
@@ -166,6 +169,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFil
         raise ModelFileError(path, f"input shape {input_shape} is not supported (fmnist models take {INPUT_SHAPE})")
     config = _json_field(path, metadata, "config", dict, default={})
     metrics = _json_field(path, metadata, "metrics", dict, default={})
+    image_spec = image_spec_from(path, _json_field(path, metadata, "preprocessing", dict, default={}))
     weights = {key: value for key, value in tensors.items() if not key.startswith("extra.")}
     if _tensors_digest(weights) != metadata["weights_sha256"]:
         raise ModelFileError(path, "weights do not match their recorded SHA-256: the file was altered after saving")
@@ -203,7 +207,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFil
         metrics=metrics,
         version=metadata.get("fmnist_version", ""),
         path=path,
+        image_spec=image_spec,
     )
+
+
+def image_spec_from(path: str | Path, preprocessing: dict) -> ImageSpec:
+    """The ImageSpec in a file's `preprocessing` record; Fashion-MNIST's when none was recorded."""
+    values = preprocessing.get("image")
+    if values is None:
+        return FASHION_SPEC
+    if not isinstance(values, dict):
+        raise ModelFileError(path, "metadata 'preprocessing.image' must be a JSON object")
+    try:
+        return ImageSpec.from_dict(values)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(path, f"metadata 'preprocessing.image' is invalid ({exc})") from None
 
 
 def read_extras(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist._io import atomic_path, write_bytes_atomic
+from fmnist import images
+from fmnist._io import atomic_path, open_for_reading, write_bytes_atomic
 from fmnist.errors import DataError
 
 # IDX type codes (third byte of the magic number) → big-endian numpy dtypes.
@@ -35,9 +36,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 IMAGE_SIZE = 28
 CSV_HEADER = ["label"] + [f"pixel{i}" for i in range(1, IMAGE_SIZE * IMAGE_SIZE + 1)]
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-# Refuse absurd images before decoding them (a 28x28 dataset has no use for 100 Mpixel files).
-MAX_IMAGE_PIXELS = 50_000_000
+IMAGE_SUFFIXES = set(images.IMAGE_SUFFIXES)
 
 
 # --------------------------------------------------------------------------- IDX
@@ -46,14 +45,8 @@ MAX_IMAGE_PIXELS = 50_000_000
 def read_file_bytes(path: str | Path) -> bytes:
     """The file's content, decompressed when it is gzip data (detected by content, not by name)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(path, "no such file") from None
-    except IsADirectoryError:
-        raise DataError(path, "is a directory, expected a file") from None
-    except PermissionError:
-        raise DataError(path, "permission denied") from None
+    with open_for_reading(path) as handle:
+        raw = handle.read()
     if not raw:
         raise DataError(path, "empty file")
     if raw[:2] != GZIP_MAGIC:
@@ -203,10 +196,6 @@ def class_folder_name(index: int, name: str) -> str:
     return f"{index}_{re.sub(r'[^A-Za-z0-9.-]+', '_', name).strip('_')}"
 
 
-def _natural_key(name: str) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
 def list_class_folders(root: Path) -> list[tuple[int, str, Path]]:
     """(label, class name, folder) for each sub-folder of `root`.
 
@@ -214,7 +203,7 @@ def list_class_folders(root: Path) -> list[tuple[int, str, Path]]:
     label; otherwise labels follow the sorted folder names, as torchvision's ImageFolder does.
     """
     folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: _natural_key(p.name))
+                     key=lambda p: images.natural_key(p.name))
     if not folders:
         raise DataError(root, "no class sub-folders (expected one folder of images per class)")
     numbered = [re.fullmatch(r"(\d+)(?:[ _-]+(.*))?", p.name) for p in folders]
@@ -228,26 +217,13 @@ def list_class_folders(root: Path) -> list[tuple[int, str, Path]]:
 
 
 def load_grayscale_image(path: Path) -> np.ndarray:
-    """Decode one image file into a (28, 28) uint8 array: grayscale, resized when needed."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode one image file into the (28, 28) uint8 image a model trains on.
 
-    try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise DataError(path, f"image too large ({image.width}x{image.height} pixels)")
-            image.seek(0)  # first frame of an animation
-            gray = image.convert("L")
-            if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
-                gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
-            return np.asarray(gray, dtype=np.uint8)
-    except DataError:
-        raise
-    except UnidentifiedImageError:
-        raise DataError(path, "not a readable image") from None
-    except PermissionError:
-        raise DataError(path, "permission denied") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(path, f"corrupt or truncated image ({exc})") from None
+    The same preparation as `fmnist predict` (fmnist.images): a 28×28 image that looks like the
+    dataset is kept as it is; any other is made to look like it (grayscale, light object on a dark
+    background, cropped, fitted and centred), so training and prediction see images alike.
+    """
+    return images.load(path).pixels
 
 
 def read_image_folder(root: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -265,13 +241,13 @@ def read_image_folder(root: str | Path) -> tuple[np.ndarray, np.ndarray, list[st
     for label, _, folder in folders:
         for file in folder.rglob("*"):
             if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
-                files.append((_natural_key(file.name), label, file))
+                files.append((images.natural_key(file.name), label, file))
     if not files:
         raise DataError(root, "no image files in the class folders")
     files.sort(key=lambda entry: (entry[0], entry[1]))
-    images = np.stack([load_grayscale_image(file) for _, _, file in files])
+    pixels = np.stack([load_grayscale_image(file) for _, _, file in files])
     labels = np.array([label for _, label, _ in files], dtype=np.int64)
-    return images, labels, [name for _, name, _ in folders]
+    return pixels, labels, [name for _, name, _ in folders]
 
 
 def write_image_folder(root: str | Path, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:

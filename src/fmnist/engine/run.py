@@ -57,7 +57,7 @@ def train(
     }
     result.metrics = metrics
     save_model(out / "model.safetensors", result.model, result.architecture, dataset.classes,
-               config=config.to_dict(), metrics=metrics)
+               config=config.to_dict(), metrics=metrics, image_spec=result.extra["image_spec"])
     run_state.write_json(out / "metrics.json", metrics)
     write_evaluation(out, test, dataset.classes, dataset.test.labels, config.data, str((out / "model.safetensors").resolve()))
     redraw(out, dataset)

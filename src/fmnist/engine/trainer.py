@@ -26,6 +26,7 @@ from fmnist.engine.config import ConfigError, TrainConfig, config_from_dict, dum
 from fmnist.engine.evaluate import loss_and_accuracy, predict_logits
 from fmnist.engine.progress import NullProgress
 from fmnist.errors import FmnistError
+from fmnist.images import measure_spec
 from fmnist.modelfile import load_model, read_extras, save_model
 
 RESUME_FILE = "resume.safetensors"
@@ -139,8 +140,9 @@ def fit(
         train_idx, val_idx = split
         val_images, val_labels = dataset.train.images[val_idx], dataset.train.labels[val_idx]
         val_name = f"{len(val_idx):,} held-out training images"
-    train_x, train_y = _to_device(dataset.train.images[:train_count][train_idx],
-                                  dataset.train.labels[:train_count][train_idx], device)
+    train_images = dataset.train.images[:train_count][train_idx]
+    image_spec = measure_spec(train_images)  # recorded in every model file: predict makes photos look like these
+    train_x, train_y = _to_device(train_images, dataset.train.labels[:train_count][train_idx], device)
     val_x, val_y = _to_device(val_images, val_labels, device)
     optimizer = make_optimizer(config, model.parameters())
     shuffle = torch.Generator().manual_seed(config.seed)
@@ -215,7 +217,7 @@ def fit(
         else:
             best["stale"] += 1
         _write_checkpoints(config, out, model, architecture, dataset.classes, optimizer, shuffle, device,
-                           history, best, epoch, improved)
+                           history, best, epoch, improved, image_spec)
         for callback in callbacks:
             callback(row)
         if config.early_stop is not None and best["stale"] >= config.early_stop:
@@ -230,11 +232,12 @@ def fit(
     return TrainResult(out, model, architecture, dataset.classes, history, {}, config,
                        checkpoints / best["path"] if best["path"] else None, stopped_early,
                        extra={"val_name": val_name, "train_images": len(train_x), "device": str(device),
-                              "restored_best": patience_ran_out and best_weights is not None})
+                              "restored_best": patience_ran_out and best_weights is not None,
+                              "image_spec": image_spec})
 
 
 def _write_checkpoints(config, out, model, architecture, classes, optimizer, shuffle, device,
-                       history, best, epoch, improved) -> None:
+                       history, best, epoch, improved, image_spec) -> None:
     """Best / every-epoch model files (002's names), then the resume state; all atomic."""
     if config.checkpoint == "none":
         return
@@ -243,7 +246,7 @@ def _write_checkpoints(config, out, model, architecture, classes, optimizer, shu
     if config.checkpoint == "every" or improved:
         path = checkpoints / checkpoint_name(config.model_name, epoch, row["val_accuracy"])
         save_model(path, model, architecture, classes, config=config.to_dict(),
-                   metrics={k: v for k, v in row.items() if k != "seconds"})
+                   metrics={k: v for k, v in row.items() if k != "seconds"}, image_spec=image_spec)
         if config.checkpoint == "best" and best["path"] and best["path"] != path.name:
             (checkpoints / best["path"]).unlink(missing_ok=True)  # keep one best file, not one per improvement
         if improved:
@@ -253,6 +256,7 @@ def _write_checkpoints(config, out, model, architecture, classes, optimizer, shu
         checkpoints / RESUME_FILE, model, architecture, classes, config=config.to_dict(),
         extra_tensors={**optimizer_tensors, **run_state.rng_state(shuffle, device)},
         extra_metadata={"epoch": epoch, "history": history, "best": best, "optimizer": optimizer_values},
+        image_spec=image_spec,
     )
 
 

@@ -1,0 +1,226 @@
+"""Real-world image → model input (fmnist.images): every colour mode, the dataset's own look, bad files."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist import images
+from fmnist.errors import DataError
+from fmnist.images import FASHION_SPEC, ImageSpec
+
+
+def photo(image: np.ndarray, scale: int = 10, margins=(40, 90, 25, 60), backdrop: float = 235.0) -> np.ndarray:
+    """A (H, W) float 'photo' of a dataset image: enlarged, dark on a light backdrop, off-centre margins."""
+    big = np.asarray(Image.fromarray(image).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC), dtype=np.float32)
+    top, bottom, left, right = margins
+    canvas = np.full((28 * scale + top + bottom, 28 * scale + left + right), backdrop, dtype=np.float32)
+    canvas[top : top + 28 * scale, left : left + 28 * scale] = backdrop * (1 - big / 255.0)
+    return canvas
+
+
+def png_bytes(image: Image.Image, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=params.pop("format", "PNG"), **params)
+    return buffer.getvalue()
+
+
+def test_every_test_image_passes_through_unchanged(fashion):
+    for image in fashion.test.images:
+        prepared = images.prepare(Image.fromarray(image))
+        assert prepared.passthrough and not prepared.inverted
+        assert np.array_equal(prepared.pixels, image)
+
+
+def test_a_test_image_saved_as_png_reads_back_exactly(tmp_path, fashion):
+    path = tmp_path / "sample_image.png"
+    Image.fromarray(fashion.test.images[1]).save(path)
+    prepared = images.load(path)
+    assert np.array_equal(prepared.pixels, fashion.test.images[1])
+    assert prepared.info() == {"width": 28, "height": 28, "mode": "L", "inverted": False, "box": list(prepared.box),
+                               "passthrough": True, "frames": 1}
+
+
+def test_an_inverted_28x28_image_is_inverted_back_exactly(fashion):
+    for image in fashion.test.images[:200]:
+        prepared = images.prepare(Image.fromarray(255 - image))
+        assert prepared.inverted and np.array_equal(prepared.pixels, image)
+    never = images.prepare(Image.fromarray(255 - fashion.test.images[0]), invert="never")
+    assert not never.inverted and np.array_equal(never.pixels, 255 - fashion.test.images[0])
+    always = images.prepare(Image.fromarray(fashion.test.images[0]), invert="always")
+    assert always.inverted and np.array_equal(always.pixels, 255 - fashion.test.images[0])
+
+
+def test_a_photo_becomes_the_dataset_image_again(fashion):
+    """Dark garment on a light, non-square backdrop: inverted, background levelled to black, cropped
+    to the garment, fitted to 28 px and centred: close to the original dataset image."""
+    errors = []
+    for image in fashion.test.images[:40]:
+        rgb = np.stack([photo(image)] * 3, axis=-1) * np.array([1.0, 0.95, 0.9])  # a warm colour cast
+        prepared = images.prepare(Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), mode="RGB"))
+        assert prepared.inverted and not prepared.passthrough
+        assert prepared.width == 28 * 10 + 25 + 60 and prepared.height == 28 * 10 + 40 + 90
+        pixels = prepared.pixels.astype(int)
+        assert np.median(pixels[image == 0]) == 0  # the light backdrop became the dataset's black background
+        errors.append(np.abs(pixels - image.astype(int)).mean())
+    # Resampling twice and sharpening move pixels a little; an unprepared photo is off by ~100 levels.
+    assert np.mean(errors) < 15, np.mean(errors)
+
+
+def test_the_crop_box_is_the_garment(fashion):
+    image = fashion.test.images[1]  # a pullover touching the top and bottom edges
+    rows, cols = np.flatnonzero(image.max(1) > 12), np.flatnonzero(image.max(0) > 12)
+    prepared = images.prepare(Image.fromarray(np.rint(photo(image)).astype(np.uint8)))
+    left, top, right, bottom = prepared.box
+    assert abs(top - (40 + rows[0] * 10)) <= 10 and abs(bottom - (40 + (rows[-1] + 1) * 10)) <= 10
+    assert abs(left - (25 + cols[0] * 10)) <= 10 and abs(right - (25 + (cols[-1] + 1) * 10)) <= 10
+
+
+def test_transparency_is_composited_onto_white(fashion):
+    gray = np.rint(photo(fashion.test.images[0], backdrop=255.0)).astype(np.uint8)
+    alpha = np.where(gray < 250, 255, 0).astype(np.uint8)
+    garbage = np.random.default_rng(0).integers(0, 256, size=gray.shape + (3,), dtype=np.uint8)
+    rgb = np.where(alpha[..., None] > 0, np.stack([gray] * 3, axis=-1), garbage)  # hidden pixels hold noise
+    rgba = Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
+    on_white = images.prepare(Image.fromarray(np.where(alpha > 0, gray, 255).astype(np.uint8)))
+    prepared = images.load(png_bytes(rgba))
+    assert prepared.mode == "RGBA"
+    assert np.array_equal(prepared.pixels, on_white.pixels)
+    la = images.load(png_bytes(Image.fromarray(np.dstack([np.where(alpha > 0, gray, 0), alpha]).astype(np.uint8), mode="LA")))
+    assert np.array_equal(la.pixels, on_white.pixels)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(fashion):
+    image = fashion.test.images[3]
+    wide = Image.fromarray(image.astype(np.uint16) * 257)  # 0..65535, as a 16-bit scanner writes it
+    prepared = images.load(png_bytes(wide))
+    assert prepared.mode.startswith("I")
+    assert np.array_equal(prepared.pixels, image)  # clipping at 255 would make it almost all white
+
+
+def test_cmyk_palette_and_float_images(fashion):
+    rgb = Image.fromarray(np.stack([np.rint(photo(fashion.test.images[5])).astype(np.uint8)] * 3, axis=-1))
+    reference = images.prepare(rgb).pixels.astype(int)
+    cmyk = images.load(png_bytes(rgb.convert("CMYK"), format="JPEG", quality=95))
+    assert cmyk.mode == "CMYK" and np.abs(cmyk.pixels.astype(int) - reference).mean() < 4
+    palette = images.load(png_bytes(rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=256)))
+    assert palette.mode == "P" and np.abs(palette.pixels.astype(int) - reference).mean() < 4
+    unit = Image.fromarray(fashion.test.images[5].astype(np.float32) / 255.0, mode="F")  # 0..1 floats
+    assert np.array_equal(images.prepare(unit).pixels, fashion.test.images[5])
+
+
+def test_an_animated_gif_uses_its_first_frame(fashion):
+    first, second = (Image.fromarray(fashion.test.images[i]) for i in (0, 1))
+    buffer = io.BytesIO()
+    first.save(buffer, format="GIF", save_all=True, append_images=[second], duration=100, loop=0)
+    prepared = images.load(buffer.getvalue())
+    assert prepared.frames == 2
+    assert np.array_equal(prepared.pixels, fashion.test.images[0])
+
+
+def test_exif_orientation_is_applied(fashion):
+    upright = Image.fromarray(np.rint(photo(fashion.test.images[2])).astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view": the camera was held sideways
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what the sensor recorded
+    prepared = images.load(png_bytes(stored, format="JPEG", quality=95, exif=exif.tobytes()))
+    expected = images.prepare(upright).pixels.astype(int)
+    assert np.abs(prepared.pixels.astype(int) - expected).mean() < 6
+
+
+def test_tiny_blank_and_huge_aspect_images_do_not_break():
+    for array in (np.full((1, 1), 200, np.uint8), np.full((5, 3), 0, np.uint8), np.full((40, 40), 255, np.uint8),
+                  np.tile(np.linspace(0, 255, 600, dtype=np.uint8), (3, 1))):
+        prepared = images.prepare(Image.fromarray(array))
+        assert prepared.pixels.shape == (28, 28) and prepared.pixels.dtype == np.uint8
+    blank = images.prepare(Image.fromarray(np.full((50, 80), 255, np.uint8)))
+    assert blank.pixels.max() == 0  # nothing stands out: an empty (black) input
+
+
+def test_measure_spec_of_fashion_and_of_digit_like_data(fashion):
+    assert images.measure_spec(fashion.train.images) == FASHION_SPEC
+    # MNIST-like: objects fitted into 20 px and centred with a 4 px margin.
+    small = np.zeros((500, 28, 28), np.uint8)
+    for i, image in enumerate(fashion.train.images[:500]):
+        small[i, 4:24, 4:24] = np.asarray(Image.fromarray(image).resize((20, 20), Image.Resampling.LANCZOS))
+    digits = images.measure_spec(small)
+    assert digits == ImageSpec(object_size=20)
+    prepared = images.prepare(Image.fromarray(np.rint(photo(fashion.test.images[1])).astype(np.uint8)), digits)
+    rows, cols = np.flatnonzero(prepared.pixels.max(1) > 12), np.flatnonzero(prepared.pixels.max(0) > 12)
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 in (19, 20, 21)
+    light = images.measure_spec(255 - fashion.train.images[:500])
+    assert light.background == "light"
+    on_light = images.prepare(Image.fromarray(fashion.test.images[7]), light)  # light object on black → inverted
+    assert on_light.inverted and np.array_equal(on_light.pixels, 255 - fashion.test.images[7])
+
+
+def test_image_spec_validation():
+    for bad in ({"size": 1}, {"object_size": 40}, {"background": "grey"}, {"tolerance": 0.7}):
+        with pytest.raises(ValueError, match="image spec"):
+            ImageSpec(**bad)
+    with pytest.raises(ValueError, match="unknown key"):
+        ImageSpec.from_dict({"size": 28, "colour": "red"})
+    assert ImageSpec.from_dict(FASHION_SPEC.to_dict()) == FASHION_SPEC
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height pixels, with a tiny (invalid) body."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"\x00" * 16) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"", "empty file"),
+        (b"GIF87a? no, just text pretending", "not an image"),
+        (b"%PDF-1.4 a document", "not an image"),
+        (_png_header(100_000, 100_000), "image too large: 10,000,000,000 pixels"),
+        (_png_header(9_000, 9_000), "image too large: 9000x9000 = 81,000,000 pixels"),
+    ],
+)
+def test_bad_files_are_one_clear_error(tmp_path, content, problem):
+    path = tmp_path / "upload.png"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=f"upload.png: {problem}"):
+        images.load(path)
+
+
+def test_file_objects_are_read_and_left_open(fashion):
+    buffer = io.BytesIO(png_bytes(Image.fromarray(fashion.test.images[1])))
+    assert np.array_equal(images.load(buffer).pixels, fashion.test.images[1])
+    assert not buffer.closed
+    with pytest.raises(DataError, match=r"^<image>: not an image"):
+        images.load(b"plain bytes, no image")
+
+
+def test_truncated_and_missing_files(tmp_path, fashion):
+    whole = png_bytes(Image.fromarray(np.rint(photo(fashion.test.images[0])).astype(np.uint8)))
+    for cut, name in ((len(whole) // 2, "half.png"), (60, "header-only.png")):
+        (tmp_path / name).write_bytes(whole[:cut])
+        with pytest.raises(DataError, match=f"{name}: truncated or corrupt image"):
+            images.load(tmp_path / name)
+    jpeg = png_bytes(Image.fromarray(fashion.test.images[0]).resize((200, 200)), format="JPEG")
+    (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    with pytest.raises(DataError, match="cut.jpg: truncated or corrupt image"):
+        images.load(tmp_path / "cut.jpg")
+    with pytest.raises(DataError, match="absent.png: no such file"):
+        images.load(tmp_path / "absent.png")
+    with pytest.raises(DataError, match="is a directory"):
+        images.load(tmp_path)
+
+
+def test_find_images_recurses_in_natural_order(tmp_path):
+    for name in ("b/img10.png", "b/img2.PNG", "a.jpg", ".hidden/x.png", "notes.txt", "c/.x.png", "c/d/e.webp"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = [p.relative_to(tmp_path).as_posix() for p in images.find_images(tmp_path)]
+    assert found == ["a.jpg", "b/img2.PNG", "b/img10.png", "c/d/e.webp"]
