@@ -18,6 +18,10 @@ _LAZY = {
     "save_model": ("fmnist.modelfile", "save_model"),
     "ModelFile": ("fmnist.modelfile", "ModelFile"),
     "models": ("fmnist.models", None),
+    "predict": ("fmnist.inference", "predict"),
+    "load_predictor": ("fmnist.inference", "load_predictor"),
+    "Prediction": ("fmnist.inference", "Prediction"),
+    "export_onnx": ("fmnist.export", "export_onnx"),
 }
 
 
@@ -39,13 +43,17 @@ __all__ = [
     "Dataset",
     "FmnistError",
     "ModelFile",
+    "Prediction",
     "Split",
     "TrainConfig",
     "__version__",
     "build_config",
+    "export_onnx",
     "load_dataset",
     "load_model",
+    "load_predictor",
     "models",
+    "predict",
     "save_model",
     "train",
 ]

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from fmnist.cli import data, train, evaluate  # noqa: F401  (each module registers its commands)
+from fmnist.cli import data, train, evaluate, predict  # noqa: F401  (each module registers its commands)
 from fmnist.cli._common import app, state
 
 

@@ -1,0 +1,172 @@
+"""Commands that use a trained model on new data: predict, export.
+
+`fmnist predict model.onnx ...` must start fast: nothing here imports torch unless the model is a
+`.safetensors` file (or the command is export).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fmnist.cli._common import DataOption, DeviceOption, QuietOption, command, console, note
+from fmnist.errors import FmnistError
+from fmnist.inference import CHUNK
+
+
+@command()
+def predict(
+    model_file: Annotated[Path, typer.Argument(help="A model file: .safetensors (PyTorch) or .onnx (onnxruntime, "
+                                                    "from `fmnist export`).", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, TIFF, WebP), directories "
+                                                    "(searched recursively), or - for standard input.",
+                                               show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", help="How many classes to list per image.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, label, index, probability, "
+                                                         "top_k, input} instead of lines.")] = False,
+    invert: Annotated[str, typer.Option("--invert", help="auto: invert when the border is lighter than the object "
+                                                        "(dark garment on white); always; never.")] = "auto",
+    show_input: Annotated[Optional[Path], typer.Option("--show-input", help="Save the 28x28 image the model saw for "
+                                                       "each file here, with a montage and report.html.",
+                                                       show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass. "
+                                                      "[default: 128 for PyTorch on a CPU, 64 for ONNX]",
+                                                      show_default=False)] = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Predict the class of each image: `path: Pullover (2) 97.3%` and the top-k.
+
+    Exit status 0 when every file was predicted, 1 when some could not be (one line each on
+    stderr), 2 for a usage error (bad model file or option).
+    """
+    from fmnist import images
+    from fmnist.inference import format_line, iter_predictions, load_predictor
+
+    if invert not in images.INVERT_CHOICES:
+        raise FmnistError(f"--invert: expected one of {', '.join(images.INVERT_CHOICES)}, got {invert!r}")
+    if top_k < 1:
+        raise FmnistError(f"--top-k must be at least 1, got {top_k}")
+    if batch_size is not None and batch_size < 1:
+        raise FmnistError(f"--batch-size must be at least 1, got {batch_size}")
+    if paths.count("-") > 1:
+        raise FmnistError("- (standard input) can be given once")
+    predictor = load_predictor(model_file, device=device, batch_size=batch_size)
+    progress = _Progress(quiet, announce=as_json)
+    failed = 0
+    kept = []  # only with --json or --show-input: the records to print or draw at the end
+    try:
+        for prediction in iter_predictions(predictor, paths, top_k=top_k, invert=invert, on_error="record",
+                                           progress=progress.advance):
+            if not prediction.ok:
+                failed += 1
+                progress.message(f"fmnist: error: {prediction.path}: {prediction.error}")
+                continue
+            if as_json or show_input is not None:
+                kept.append(prediction)
+            if not as_json:
+                progress.result(format_line(prediction))
+    finally:
+        progress.close()
+    if as_json:
+        sys.stdout.write(json.dumps([p.as_dict() for p in kept], indent=2) + "\n")
+    if show_input is not None and kept:
+        from fmnist.report.predictions import write_inputs
+
+        report = write_inputs(show_input, kept, predictor)
+        note(quiet)(f"wrote {len(kept)} input images, inputs.png and {report.name} to {show_input}")
+    if failed:
+        raise typer.Exit(1)
+
+
+class _Progress:
+    """A live count on a terminal; result lines and error lines printed in input order."""
+
+    def __init__(self, quiet: bool, announce: bool):
+        self.quiet = quiet
+        self.announce = announce and not quiet and not sys.stderr.isatty()  # --json into a pipe or log
+        self.done = 0
+        self.live = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
+            self.live = Progress(SpinnerColumn(), TextColumn("predicted {task.completed:,} images"),
+                                 console=_stderr_console(), transient=True)
+            self.live.start()
+            self.task = self.live.add_task("", total=None)
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.live is not None:
+            self.live.update(self.task, completed=self.done)
+        elif self.announce and self.done >= CHUNK:  # a line per full chunk: a big job shows it is moving
+            typer.echo(f"fmnist: predicted {self.done:,} images", err=True)
+
+    def result(self, line: str) -> None:
+        sys.stdout.write(line + "\n")
+        if self.live is not None:
+            sys.stdout.flush()
+
+    def message(self, line: str) -> None:
+        sys.stdout.flush()  # keep stdout and stderr lines in input order on a shared terminal
+        if self.live is not None:
+            self.live.console.print(line)
+        else:
+            typer.echo(line, err=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+
+
+@command()
+def export(
+    model_file: Annotated[Path, typer.Argument(help="A model file (.safetensors) written by fmnist.",
+                                               show_default=False)],
+    export_format: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file. [default: MODEL_FILE with the "
+                                                "format's suffix]", show_default=False)] = None,
+    data: DataOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Export to ONNX (dynamic batch axis, uint8 pixels in, logits and probabilities out), checked
+    against PyTorch with onnxruntime on the test images before it is written."""
+    from fmnist.data.dataset import load_dataset
+    from fmnist.errors import DataError
+    from fmnist.export import export_onnx
+    from fmnist.modelfile import load_model
+
+    if export_format != "onnx":
+        raise FmnistError(f"--format: expected onnx, got {export_format!r}")
+    target = out if out is not None else model_file.with_suffix(".onnx")
+    if target.resolve() == model_file.resolve():
+        raise FmnistError(f"--out {target}: would overwrite the model file")
+    loaded = load_model(model_file)
+    log = note(quiet)
+    try:
+        dataset = load_dataset(data, download=False, log=log)
+    except DataError as exc:
+        if data is not None:
+            raise
+        log(f"no test images to check against ({exc}); checking on random images instead")
+        dataset = None
+    check_images, check_name = None, ""
+    if dataset is not None:
+        if dataset.test.images.shape[1:] == (loaded.image_spec.size,) * 2:
+            check_images, check_name = dataset.test.images, f"the {len(dataset.test):,} test images"
+    result = export_onnx(loaded, target, check_images=check_images, check_name=check_name)
+    size = target.stat().st_size / 2**20
+    agreement = "same predictions" if result.same_predictions else "some predictions differ at ties"
+    console.print(f"wrote {target} ({size:.1f} MiB): onnxruntime matches PyTorch on {result.checked_on} "
+                  f"(max |difference| {result.max_logit_difference:.1e} in logits, "
+                  f"{result.max_probability_difference:.1e} in probabilities; {agreement})")
