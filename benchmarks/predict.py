@@ -6,6 +6,8 @@
    for the exported .onnx file (onnxruntime, torch never imported) and the .safetensors file.
 2. Batch throughput: the 10,000 test images as decoded uint8 arrays through `fmnist.predict` (end
    to end: batches, softmax, top-3 records), both runtimes; median of 5 timed runs after a warm-up.
+   For comparison, the same from files: 2,000 test images as PNG files in a folder (decoding and
+   preparing included), onnxruntime.
 3. Photo-like images (benchmarks/photos.py): accuracy of the same model on the arrays, on JPEG
    "photos" prepared by fmnist, and on the photos read the write-ups' way (grayscale, stretched to
    28x28, no inversion); and the time to decode and prepare one photo.
@@ -32,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import fmnist  # noqa: E402
-from fmnist import images  # noqa: E402
+from fmnist import image_files, images  # noqa: E402
 from fmnist.inference import load_predictor  # noqa: E402
 from photos import naive_pixels, photo_bytes  # noqa: E402
 
@@ -60,6 +62,22 @@ def throughput(model: Path, pixels: np.ndarray, repeats: int = 5) -> dict:
             "batch_size": predictor.batch_size, "images": len(pixels), "repeats": repeats}
 
 
+def from_files(model: Path, pixels: np.ndarray, folder: Path, repeats: int = 3) -> dict:
+    from PIL import Image
+
+    folder.mkdir()
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"{i:05d}.png")
+    predictor = load_predictor(model, device="cpu")
+    fmnist.predict(predictor, folder)  # warm-up: the page cache
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        records = fmnist.predict(predictor, folder)
+        rates.append(len(records) / (time.perf_counter() - started))
+    return {"median_images_per_s": statistics.median(rates), "files": len(pixels), "repeats": repeats}
+
+
 def photo_accuracy(model: Path, dataset, count: int) -> dict:
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(dataset.test), size=count, replace=False)
@@ -73,7 +91,7 @@ def photo_accuracy(model: Path, dataset, count: int) -> dict:
     started = time.perf_counter()
     prepared = [images.load(p).pixels for p in photos]
     per_photo = (time.perf_counter() - started) / count
-    sizes = [images.open_image(p).size for p in photos[:200]]
+    sizes = [image_files.open_image(p).size for p in photos[:200]]
     return {
         "photos": count,
         "arrays": accuracy(dataset.test.images[chosen]),
@@ -112,7 +130,9 @@ def main() -> None:
             "cold_start": {"onnx": cold_start(onnx, image, args.runs),
                            "safetensors": cold_start(args.model, image, args.runs)},
             "throughput": {"onnxruntime": throughput(onnx, dataset.test.images),
-                           "torch": throughput(args.model, dataset.test.images)},
+                           "torch": throughput(args.model, dataset.test.images),
+                           "png_files_onnxruntime": from_files(onnx, dataset.test.images[:2000],
+                                                               Path(scratch) / "pngs")},
             "photos": photo_accuracy(onnx, dataset, args.photos),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +144,8 @@ def main() -> None:
           f"{cold['safetensors']['median_s']:.2f} s |")
     print(f"| 10,000 test images through `fmnist.predict`, median of 5 | "
           f"{speed['onnxruntime']['median_images_per_s']:,.0f} images/s | {speed['torch']['median_images_per_s']:,.0f} images/s |")
+    print(f"| 2,000 test images as PNG files in a folder (decoding included), median of 3 | "
+          f"{speed['png_files_onnxruntime']['median_images_per_s']:,.0f} images/s | |")
     print(f"\n{photos['photos']:,} photo-like test images (median {photos['median_photo_size'][0]}x"
           f"{photos['median_photo_size'][1]} JPEG): accuracy on the arrays {photos['arrays']:.2%}, "
           f"on the photos prepared by fmnist {photos['fmnist']:.2%}, read the write-ups' way "

@@ -6,6 +6,7 @@ import gzip
 
 import numpy as np
 import pytest
+from PIL import Image
 from conftest import write_idx_set
 
 from fmnist.data import formats
@@ -175,7 +176,32 @@ def test_csv_gzipped_is_read_too(tmp_path):
     assert list(labels) == [4] and images.max() == 9
 
 
-def test_unreadable_image_in_a_folder(tmp_path, fashion):
+def test_official_images_round_trip_through_image_folders(tmp_path, fashion):
+    """28x28 images are data, not photos: read back exactly, even those whose object covers a
+    corner (train 41623, a bag, would look light-backgrounded to a photo heuristic)."""
+    chosen = np.r_[np.arange(300), [4258, 4394, 5108, 10646, 12923, 24040, 26299, 26336, 41019, 41623, 52273]]
+    formats.write_image_folder(tmp_path, fashion.train.images[chosen], fashion.train.labels[chosen],
+                               list(fashion.classes))
+    images, labels, classes = formats.read_image_folder(tmp_path)
+    assert np.array_equal(images, fashion.train.images[chosen]) and np.array_equal(labels, fashion.train.labels[chosen])
+
+
+def test_photos_in_image_folders_are_fitted_not_stretched(tmp_path, fashion):
+    image = fashion.test.images[1]
+    wide = np.zeros((60, 150), np.uint8)
+    wide[2:58, 47:103] = np.asarray(Image.fromarray(image).resize((56, 56)))  # the garment, off-centre margins
+    (tmp_path / "0_a").mkdir()
+    Image.fromarray(wide).save(tmp_path / "0_a" / "wide.png")
+    (tmp_path / "1_b").mkdir()
+    Image.fromarray(255 - wide).save(tmp_path / "1_b" / "light.png")
+    images, labels, _ = formats.read_image_folder(tmp_path)
+    fitted = images[labels == 0][0]
+    rows, cols = np.flatnonzero(fitted.max(1) > 30), np.flatnonzero(fitted.max(0) > 30)
+    # Cropped to the garment and fitted back to 28 px high: 21-22 px wide like the original (cols 4-24),
+    # where stretching the 150x60 image to 28x28 would have squeezed it to about 8 px.
+    assert (rows[0], rows[-1]) == (0, 27) and 20 <= cols[-1] - cols[0] + 1 <= 23 and 3 <= cols[0] <= 5
+    light = images[labels == 1][0]
+    assert light[0, 0] == light[0, -1] == light[-1, 0] == 255  # polarity kept: the trainer records it, predict follows
     formats.write_image_folder(tmp_path / "train", fashion.train.images[:20], fashion.train.labels[:20], list(fashion.classes))
     formats.write_image_folder(tmp_path / "test", fashion.test.images[:5], fashion.test.labels[:5], list(fashion.classes))
     bad = tmp_path / "train" / "3_Dress" / "broken.png"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist import images
+from fmnist import image_files, images
 from fmnist.errors import DataError
 from fmnist.images import FASHION_SPEC, ImageSpec
 
@@ -30,11 +31,26 @@ def png_bytes(image: Image.Image, **params) -> bytes:
     return buffer.getvalue()
 
 
-def test_every_test_image_passes_through_unchanged(fashion):
-    for image in fashion.test.images:
+def test_every_dataset_image_passes_through_unchanged(fashion):
+    """All 70,000: including the few whose object covers the border or a corner (train 41623, a bag)."""
+    for image in np.concatenate([fashion.test.images, fashion.train.images]):
         prepared = images.prepare(Image.fromarray(image))
         assert prepared.passthrough and not prepared.inverted
         assert np.array_equal(prepared.pixels, image)
+
+
+def test_a_28x28_image_that_does_not_look_like_the_dataset_is_prepared(fashion):
+    small = np.zeros((28, 28), np.uint8)
+    small[:12, :9] = np.asarray(Image.fromarray(fashion.test.images[1]).resize((9, 12)))  # in a corner
+    prepared = images.prepare(Image.fromarray(small))
+    assert not prepared.passthrough and prepared.box[1:] == (0, 9, 12) and prepared.box[0] <= 1
+    rows, cols = np.flatnonzero(prepared.pixels.max(1) > 30), np.flatnonzero(prepared.pixels.max(0) > 30)
+    assert rows[0] <= 1 and rows[-1] >= 26 and 3 <= cols[0] <= 9  # fitted to full height, centred
+    # A dark garment on a mid-grey backdrop (the dataset's darkest corners are 51 grey levels from black).
+    grey = np.where(fashion.test.images[1] > 0, 255 - fashion.test.images[1] // 2, 160).astype(np.uint8)
+    on_grey = images.prepare(Image.fromarray(grey))
+    assert on_grey.inverted and not on_grey.passthrough
+    assert np.median(on_grey.pixels[fashion.test.images[1] == 0]) == 0  # the backdrop became black
 
 
 def test_a_test_image_saved_as_png_reads_back_exactly(tmp_path, fashion):
@@ -51,9 +67,11 @@ def test_an_inverted_28x28_image_is_inverted_back_exactly(fashion):
         prepared = images.prepare(Image.fromarray(255 - image))
         assert prepared.inverted and np.array_equal(prepared.pixels, image)
     never = images.prepare(Image.fromarray(255 - fashion.test.images[0]), invert="never")
-    assert not never.inverted and np.array_equal(never.pixels, 255 - fashion.test.images[0])
+    # Kept dark on white (no dataset look, so not passed through): the canvas keeps the white backdrop.
+    assert not never.inverted and not never.passthrough
+    assert never.pixels[0, 0] == 255 and never.pixels.mean() > 128
     always = images.prepare(Image.fromarray(fashion.test.images[0]), invert="always")
-    assert always.inverted and np.array_equal(always.pixels, 255 - fashion.test.images[0])
+    assert always.inverted and not always.passthrough and always.pixels[0, 0] == 255
 
 
 def test_a_photo_becomes_the_dataset_image_again(fashion):
@@ -222,5 +240,48 @@ def test_find_images_recurses_in_natural_order(tmp_path):
     for name in ("b/img10.png", "b/img2.PNG", "a.jpg", ".hidden/x.png", "notes.txt", "c/.x.png", "c/d/e.webp"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    found = [p.relative_to(tmp_path).as_posix() for p in images.find_images(tmp_path)]
-    assert found == ["a.jpg", "b/img2.PNG", "b/img10.png", "c/d/e.webp"]
+    (tmp_path / "linked").symlink_to(tmp_path / "c")  # a linked folder is searched...
+    (tmp_path / "c" / "d" / "loop").symlink_to(tmp_path / "c")  # ...and a loop back is not followed forever
+    found = [p.relative_to(tmp_path).as_posix() for p in image_files.find_images(tmp_path)]
+    assert found == ["a.jpg", "b/img2.PNG", "b/img10.png", "c/d/e.webp", "linked/d/e.webp"]
+
+
+def test_exif_rotation_reports_the_upright_size_and_box(fashion):
+    upright = np.full((400, 200), 250, np.uint8)  # portrait: 200 wide, 400 high
+    upright[50:100, 50:150] = 20  # a dark object at x 50-150, y 50-100
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # 400 wide, 200 high on disk
+    prepared = images.load(png_bytes(stored, format="JPEG", quality=95, exif=exif.tobytes()))
+    assert (prepared.width, prepared.height) == (200, 400)
+    assert all(abs(a - b) <= 3 for a, b in zip(prepared.box, (50, 50, 150, 100))), prepared.box
+
+
+def test_only_the_supported_formats_are_decoded(tmp_path, fashion):
+    ppm = tmp_path / "disguised.png"
+    Image.fromarray(fashion.test.images[0]).save(ppm, format="PPM")  # a format Pillow reads, fmnist does not
+    with pytest.raises(DataError, match="disguised.png: not an image, or not one of the formats read"):
+        images.load(ppm)
+    eps = tmp_path / "vector.jpg"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")  # never handed to Ghostscript
+    with pytest.raises(DataError, match="vector.jpg: not an image"):
+        images.load(eps)
+
+
+def test_a_pipe_is_read_to_its_end(fashion):
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as writer:
+        writer.write(png_bytes(Image.fromarray(fashion.test.images[1])))
+    with os.fdopen(read_end, "rb") as reader:
+        assert np.array_equal(images.load(reader).pixels, fashion.test.images[1])
+
+
+def test_huge_images_are_reduced_before_any_float_copy(fashion):
+    big = Image.fromarray(fashion.test.images[1]).resize((28 * 100, 28 * 100), Image.Resampling.NEAREST)  # 7.8 Mpx
+    opened = image_files.open_image(png_bytes(big))
+    assert max(opened.size) <= 2 * image_files.WORKING_SIZE and opened.info["fmnist_size"] == (2800, 2800)
+    prepared = images.prepare(opened)
+    assert (prepared.width, prepared.height) == (2800, 2800) and prepared.passthrough is False
+    assert np.abs(prepared.pixels.astype(int) - fashion.test.images[1]).mean() < 12
+    rgba = Image.fromarray(np.dstack([np.stack([255 - np.asarray(big)] * 3, -1), np.asarray(big)]), mode="RGBA")
+    assert image_files.open_image(png_bytes(rgba)).mode == "RGBA"

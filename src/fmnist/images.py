@@ -1,4 +1,4 @@
-"""A real-world image file → the 28×28 uint8 image a model expects (what `fmnist predict` feeds it).
+"""A real-world image → the 28×28 uint8 image a model expects (what `fmnist predict` feeds it).
 
 The write-ups predict with `load_img(grayscale, 28×28) / 255`, which gives garbage for an ordinary
 photo: a dark garment on a white background, not square, in colour. Fashion-MNIST itself was made
@@ -7,42 +7,34 @@ corners', fit the longest side into 28 px, sharpen, extend the shorter side to 2
 centred, negate (light garment on black), 8-bit grayscale. `prepare` does the same to any image:
 
     any mode → grayscale (alpha composited onto white, 16-bit scaled, CMYK via RGB)
-    → background estimated from the border → inverted when it is lighter than the object (`auto`)
+    → background estimated from the corners → inverted when it is lighter than the object (`auto`)
     → background levelled to black → cropped to the object → longest side fitted into the
-    model's object size, aspect kept → centred on a 28×28 canvas.
+    model's object size, aspect kept, sharpened → centred on a 28×28 canvas.
 
-A 28×28 image that already looks like the dataset (dark border, light object) passes through
-unchanged, so a test image saved as PNG predicts exactly what its array predicts.
+A 28×28 image that already looks like the dataset (a dark background, an object of about the
+dataset's size) is used exactly as it is, so a test image saved as PNG predicts exactly what its
+array predicts.
 
 What the training images looked like (size, object size, background) is an `ImageSpec`; the trainer
-measures it from the training set and the model file records it. Nothing here imports torch: the
-ONNX prediction path stays light.
+measures it from the training set and the model file records it. Reading files is
+`fmnist.image_files`. Nothing here imports torch: the ONNX prediction path stays light.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import re
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from fmnist._io import open_for_reading
 from fmnist.errors import DataError
+from fmnist.image_files import WORKING_SIZE, name_of, open_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-# Refuse absurd images before decoding them: a 28×28 classifier has no use for more than this, and a
-# small file can declare billions of pixels (a decompression bomb).
-MAX_IMAGE_PIXELS = 50_000_000
-# Big photos are analysed and resized at this longest side at most: nothing of a 28 px result is lost,
-# and JPEGs decode several times faster at a reduced DCT scale.
-WORKING_SIZE = 1024
 INVERT_CHOICES = ("auto", "always", "never")
+# How far a 28x28 image's background may be from the dataset's (black) and still count as looking
+# like the dataset: every one of the 70,000 Fashion-MNIST images is within 51 grey levels.
+DATASET_LIKE_BACKGROUND = 0.25
 
 
 @dataclass(frozen=True)
@@ -105,83 +97,7 @@ class PreparedImage:
         }
 
 
-# --------------------------------------------------------------------------- reading
-
-
-def open_image(source: str | Path | bytes | BinaryIO, name: str | Path | None = None):
-    """Decode an image file (its first frame) into a loaded PIL image, or raise DataError(name, why).
-
-    `source` is a path, the file's bytes, or a binary file object; `name` names it in errors.
-    The pixel count is checked from the header, before anything is decoded.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    name = _name_of(source, name)
-    if isinstance(source, (str, Path)):
-        opened = open_for_reading(source, name, expected="an image file")
-    elif isinstance(source, (bytes, bytearray, memoryview)):
-        opened = io.BytesIO(bytes(source))
-    else:
-        opened = contextlib.nullcontext(source)  # the caller's file object: read it, leave it open
-    try:
-        with opened as handle:
-            if _size_of(handle) == 0:
-                raise DataError(name, "empty file (0 bytes)")
-            try:
-                with warnings.catch_warnings():  # PIL warns above 89 Mpixels; we refuse above 50 Mpixels
-                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    image = Image.open(handle)
-            except UnidentifiedImageError:
-                raise DataError(name, "not an image (unrecognised format; PNG, JPEG, BMP, GIF, TIFF and WebP are read)") from None
-            except Image.DecompressionBombError as exc:  # PIL's own limit, far above ours
-                declared = re.search(r"\((\d+) pixels\)", str(exc))
-                raise DataError(name, _too_large(f"{int(declared.group(1)):,} pixels" if declared else "its size")) from None
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise DataError(name, _too_large(f"{width}x{height} = {width * height:,} pixels"))
-            if width < 1 or height < 1:
-                raise DataError(name, f"image has no pixels ({width}x{height})")
-            frames = getattr(image, "n_frames", 1)
-            image.seek(0)  # an animation's first frame
-            if image.format == "JPEG" and max(width, height) > 2 * WORKING_SIZE:
-                image.draft(image.mode, (WORKING_SIZE, WORKING_SIZE))  # decode at a reduced scale: faster
-            image.load()
-            image = ImageOps.exif_transpose(image)  # phone photos: upright as the camera held them
-    except DataError:
-        raise
-    except PermissionError:
-        raise DataError(name, "permission denied") from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, Image.DecompressionBombError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(name, f"truncated or corrupt image ({detail})") from None
-    image.info["fmnist_size"] = (width, height)
-    image.info["fmnist_frames"] = frames
-    return image
-
-
-def _name_of(source, name) -> str | Path:
-    """What errors call an input: its given name, its path, or "<image>" for bytes and file objects."""
-    if name is not None:
-        return name
-    return source if isinstance(source, (str, Path)) else "<image>"
-
-
-def _too_large(size: str) -> str:
-    return f"image too large: {size} (the limit is {MAX_IMAGE_PIXELS:,}); refused before decoding"
-
-
-def _size_of(handle: BinaryIO) -> int | None:
-    try:
-        return os.fstat(handle.fileno()).st_size
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        pass
-    try:
-        position = handle.tell()
-        end = handle.seek(0, io.SEEK_END)
-        handle.seek(position)
-        return end - position
-    except (AttributeError, OSError):
-        return None
+# --------------------------------------------------------------------------- preparing
 
 
 def to_grayscale(image) -> np.ndarray:
@@ -198,7 +114,9 @@ def to_grayscale(image) -> np.ndarray:
         return np.asarray(image, dtype=np.float32) / 257.0
     if mode == "I":
         values = np.asarray(image, dtype=np.float64)
-        if values.max(initial=0) > 255:  # 16-bit data decoded as 32-bit integers
+        # 16-bit data decoded as 32-bit integers (older Pillow opens 16-bit PNGs so; newer, as I;16).
+        # A 16-bit image whose values all stay <= 255 (nearly black) would be taken as 8-bit.
+        if values.max(initial=0) > 255:
             values = values / 257.0
         return np.clip(values, 0, 255).astype(np.float32)
     if mode == "F":
@@ -207,7 +125,10 @@ def to_grayscale(image) -> np.ndarray:
         if values.max(initial=0) <= 1.0:  # floating-point images usually hold 0..1
             values = values * 255.0
         return np.clip(values, 0, 255).astype(np.float32)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
+    if mode == "La":  # premultiplied grey + alpha, which Pillow cannot convert: over white is L + (255 - A)
+        values = np.asarray(image, dtype=np.float32)
+        return np.clip(values[..., 0] + 255.0 - values[..., 1], 0, 255)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa") or (mode == "P" and "transparency" in image.info)
     if has_alpha:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -217,40 +138,34 @@ def to_grayscale(image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
-# --------------------------------------------------------------------------- preparing
-
-
 def prepare(image, spec: ImageSpec = FASHION_SPEC, invert: str = "auto") -> PreparedImage:
     """The model's (size, size) uint8 input for a PIL image (see the module docstring)."""
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
-    width, height = image.info.get("fmnist_size", image.size)
+    width, height = image.info.get("fmnist_size", image.size)  # full resolution, upright
     frames = image.info.get("fmnist_frames", getattr(image, "n_frames", 1))
-    mode = image.mode
-    gray = to_grayscale(image)  # (H, W) float32, maybe reduced by JPEG draft decoding
-    scale_x, scale_y = width / gray.shape[1], height / gray.shape[0]
+    mode = image.info.get("fmnist_mode", image.mode)
+    gray = to_grayscale(image)  # (H, W) float32, maybe already reduced while decoding
     if max(gray.shape) > WORKING_SIZE:
         gray = _resize(gray, _fit(gray.shape[1], gray.shape[0], WORKING_SIZE))
-        scale_x, scale_y = width / gray.shape[1], height / gray.shape[0]
+    scale_x, scale_y = width / gray.shape[1], height / gray.shape[0]
     background, tolerance = _background(gray, spec.tolerance)
     mask = _object_mask(gray, background, tolerance)
     object_level = float(gray[mask].mean()) if mask.any() else None
     flip = _should_invert(invert, spec, background, object_level)
     if flip:
-        gray = 255.0 - gray
-        background = 255.0 - background
+        gray, background = 255.0 - gray, 255.0 - background
         object_level = None if object_level is None else 255.0 - object_level
     box = _bounding_box(mask)
     original_box = (int(box[0] * scale_x), int(box[1] * scale_y),
                     int(np.ceil(box[2] * scale_x)), int(np.ceil(box[3] * scale_y)))
-    if gray.shape == (spec.size, spec.size):
-        # Already the model's size: the user (or the dataset) made it so. Only the polarity may change.
+    if _dataset_like(gray.shape, background, box, mask, spec):
         return PreparedImage(_to_uint8(gray), width, height, mode, flip, original_box, passthrough=True, frames=frames)
-    gray = _level(gray, background, object_level, spec)
+    gray, fill = _level(gray, background, object_level, spec)
     left, top, right, bottom = box
     crop = gray[top:bottom, left:right]
     fitted = _resize(crop, _fit(crop.shape[1], crop.shape[0], spec.object_size))
-    canvas = np.full((spec.size, spec.size), 0.0 if spec.background == "dark" else 255.0, dtype=np.float32)
+    canvas = np.full((spec.size, spec.size), fill, dtype=np.float32)
     h, w = fitted.shape
     # Centred; an odd pixel of margin goes to the left and top, as in Fashion-MNIST's own images.
     y0, x0 = (spec.size - h + 1) // 2, (spec.size - w + 1) // 2
@@ -265,31 +180,34 @@ def load(source: str | Path | bytes | BinaryIO, spec: ImageSpec = FASHION_SPEC, 
     image = open_image(source, name=name)
     try:
         return prepare(image, spec, invert)
-    except (ValueError, OSError) as exc:  # a mode PIL cannot convert, say
-        raise DataError(_name_of(source, name), f"cannot convert this image ({exc})") from None
+    except (ValueError, OSError) as exc:  # a mode Pillow cannot convert, say
+        raise DataError(name_of(source, name), f"cannot convert this image ({exc})") from None
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def _border(gray: np.ndarray) -> np.ndarray:
-    """The pixels of a ring around the edge, 2 % of the shorter side wide (at least 1 pixel)."""
+def _corners(gray: np.ndarray) -> np.ndarray:
+    """The pixels of the four corner squares (4 % of the shorter side, at least 2 pixels).
+
+    Corners, as the dataset's own conversion used: a garment often touches an edge (trousers, a
+    close-up), rarely a corner."""
     h, w = gray.shape
-    width = max(1, round(0.02 * min(h, w)))
-    if 2 * width >= min(h, w):
+    side = max(2, round(0.04 * min(h, w)))
+    if 2 * side > min(h, w):
         return gray.reshape(-1)
-    return np.concatenate([gray[:width].ravel(), gray[-width:].ravel(),
-                           gray[width:-width, :width].ravel(), gray[width:-width, -width:].ravel()])
+    return np.concatenate([gray[:side, :side].ravel(), gray[:side, -side:].ravel(),
+                           gray[-side:, :side].ravel(), gray[-side:, -side:].ravel()])
 
 
 def _background(gray: np.ndarray, tolerance: float) -> tuple[float, float]:
-    """(background level, tolerance in grey levels): the border's median, and how far a pixel must
-    differ from it to count as the object — the paper's 5 %, or more on a noisy border (a photo's
-    grain, JPEG ringing), but never so much that a pale object vanishes."""
-    ring = _border(gray)
-    level = float(np.median(ring))
-    spread = 1.4826 * float(np.median(np.abs(ring - level)))  # robust standard deviation of the border
+    """(background level, tolerance in grey levels): the corners' median, and how far a pixel must
+    differ from it to count as the object — the paper's 5 %, or more on a noisy background (a
+    photo's grain, JPEG ringing), but never so much that a pale object vanishes."""
+    corners = _corners(gray)
+    level = float(np.median(corners))
+    spread = 1.4826 * float(np.median(np.abs(corners - level)))  # robust standard deviation
     return level, min(max(tolerance * 255.0, 3.0 * spread), 0.25 * 255.0)
 
 
@@ -310,8 +228,8 @@ def _should_invert(invert: str, spec: ImageSpec, background: float, object_level
     if invert != "auto":
         return invert == "always"
     reference = object_level if object_level is not None else 127.5
-    border_is_lighter = background > reference
-    return border_is_lighter if spec.background == "dark" else not border_is_lighter
+    background_is_lighter = background > reference
+    return background_is_lighter if spec.background == "dark" else not background_is_lighter
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -322,26 +240,45 @@ def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _level(gray: np.ndarray, background: float, object_level: float | None, spec: ImageSpec) -> np.ndarray:
-    """Stretch so the background is exactly black (dark spec) or white (light spec), as in the dataset.
+def _dataset_like(shape: tuple[int, int], background: float, box, mask: np.ndarray, spec: ImageSpec) -> bool:
+    """Already the model's size, on (nearly) the dataset's background, with an object at least half
+    the dataset's size: used exactly as it is. Every one of the 70,000 Fashion-MNIST images passes
+    (the smallest object is 19 px on its longest side, measured against the corners' grey); a small
+    object in a corner or a grey backdrop does not."""
+    if shape != (spec.size, spec.size):
+        return False
+    target = 0.0 if spec.background == "dark" else 255.0
+    if abs(background - target) > DATASET_LIKE_BACKGROUND * 255:
+        return False
+    if not mask.any():
+        return True
+    longest = max(box[2] - box[0], box[3] - box[1])
+    return longest >= spec.object_size // 2
 
-    A photo's grey backdrop would otherwise reach the model as a grey frame it never saw in training.
-    Only done when the polarity is right (the object lies on the far side of the background).
-    """
-    if object_level is None:
-        return gray
-    if spec.background == "dark" and object_level > background and background < 254.5:
-        return np.clip((gray - background) * (255.0 / (255.0 - background)), 0, 255)
-    if spec.background == "light" and object_level < background and background > 0.5:
-        return np.clip(gray * (255.0 / background), 0, 255)
-    return gray
+
+def _level(gray: np.ndarray, background: float, object_level: float | None, spec: ImageSpec):
+    """(image, canvas colour): stretched so the background is exactly black (dark spec) or white
+    (light spec), as in the dataset — a photo's grey backdrop would otherwise reach the model as a
+    grey frame it never saw. When the polarity is not the dataset's (`--invert never` on a dark
+    garment on white), nothing is stretched and the canvas takes the image's own background."""
+    if object_level is not None:
+        if spec.background == "dark" and object_level > background:
+            if background < 254.5:
+                gray = np.clip((gray - background) * (255.0 / (255.0 - background)), 0, 255)
+            return gray, 0.0
+        if spec.background == "light" and object_level < background:
+            if background > 0.5:
+                gray = np.clip(gray * (255.0 / background), 0, 255)
+            return gray, 255.0
+        return gray, background
+    return gray, (0.0 if spec.background == "dark" else 255.0)
 
 
 def _sharpen(pixels: np.ndarray) -> np.ndarray:
     """The dataset's sharpening step after resizing (a Gaussian unsharp mask of radius 1).
 
     Measured on 2,000 photo-like test images (benchmarks/photos.py), baseline model: 89.3 % without
-    sharpening, 89.85 % with it; stronger settings (100-150 %) did no better.
+    sharpening, 89.9 % with it; stronger settings (100-150 %) did no better.
     """
     from PIL import Image, ImageFilter
 
@@ -391,23 +328,3 @@ def measure_spec(images: np.ndarray, tolerance: float = FASHION_SPEC.tolerance, 
     longest = longest[longest > 0]
     object_size = int(np.median(longest)) if len(longest) else size
     return ImageSpec(size=size, object_size=max(1, min(size, object_size)), background=background, tolerance=tolerance)
-
-
-# --------------------------------------------------------------------------- finding image files
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders `img2` before `img10`."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-def find_images(directory: str | Path) -> list[Path]:
-    """Image files under `directory` (recursively, by suffix, hidden files skipped), in natural order."""
-    directory = Path(directory)
-    found = []
-    for root, dirs, files in os.walk(directory, onerror=None):
-        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
-        for file in files:
-            if not file.startswith(".") and Path(file).suffix.lower() in IMAGE_SUFFIXES:
-                found.append(Path(root) / file)
-    return sorted(found, key=lambda p: [natural_key(part) for part in p.relative_to(directory).parts])

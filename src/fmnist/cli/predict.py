@@ -44,8 +44,14 @@ def predict(
     Exit status 0 when every file was predicted, 1 when some could not be (one line each on
     stderr), 2 for a usage error (bad model file or option).
     """
+    import warnings
+
     from fmnist import images
     from fmnist.inference import format_line, iter_predictions, load_predictor
+
+    # Pillow's warnings about odd files (corrupt EXIF data, say) would add lines to stderr for a file
+    # that is predicted fine; a file that fails gets its own one-line error.
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
 
     if invert not in images.INVERT_CHOICES:
         raise FmnistError(f"--invert: expected one of {', '.join(images.INVERT_CHOICES)}, got {invert!r}")
@@ -78,7 +84,8 @@ def predict(
         from fmnist.report.predictions import write_inputs
 
         report = write_inputs(show_input, kept, predictor)
-        note(quiet)(f"wrote {len(kept)} input images, inputs.png and {report.name} to {show_input}")
+        count = f"{len(kept)} input image{'s' if len(kept) != 1 else ''}"
+        note(quiet)(f"wrote {count}, inputs.png and {report.name} to {show_input}")
     if failed:
         raise typer.Exit(1)
 

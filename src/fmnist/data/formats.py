@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import images
+from fmnist import image_files, images
 from fmnist._io import atomic_path, open_for_reading, write_bytes_atomic
 from fmnist.errors import DataError
 
@@ -36,7 +36,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 IMAGE_SIZE = 28
 CSV_HEADER = ["label"] + [f"pixel{i}" for i in range(1, IMAGE_SIZE * IMAGE_SIZE + 1)]
-IMAGE_SUFFIXES = set(images.IMAGE_SUFFIXES)
+IMAGE_SUFFIXES = set(image_files.IMAGE_SUFFIXES)
 
 
 # --------------------------------------------------------------------------- IDX
@@ -203,7 +203,7 @@ def list_class_folders(root: Path) -> list[tuple[int, str, Path]]:
     label; otherwise labels follow the sorted folder names, as torchvision's ImageFolder does.
     """
     folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: images.natural_key(p.name))
+                     key=lambda p: image_files.natural_key(p.name))
     if not folders:
         raise DataError(root, "no class sub-folders (expected one folder of images per class)")
     numbered = [re.fullmatch(r"(\d+)(?:[ _-]+(.*))?", p.name) for p in folders]
@@ -219,11 +219,19 @@ def list_class_folders(root: Path) -> list[tuple[int, str, Path]]:
 def load_grayscale_image(path: Path) -> np.ndarray:
     """Decode one image file into the (28, 28) uint8 image a model trains on.
 
-    The same preparation as `fmnist predict` (fmnist.images): a 28×28 image that looks like the
-    dataset is kept as it is; any other is made to look like it (grayscale, light object on a dark
-    background, cropped, fitted and centred), so training and prediction see images alike.
+    A 28×28 image is kept exactly as it is (in grayscale): a data set's own images must not be
+    altered, so the official images round-trip through `write_image_folder`. Any other size is
+    cropped to its object, fitted and centred as `fmnist predict` does (fmnist.images), without
+    inverting it: the trainer records the data's polarity in the model file, and prediction makes
+    new images match it.
     """
-    return images.load(path).pixels
+    image = image_files.open_image(path)
+    try:
+        if image.size == (IMAGE_SIZE, IMAGE_SIZE):
+            return np.clip(np.rint(images.to_grayscale(image)), 0, 255).astype(np.uint8)
+        return images.prepare(image, invert="never").pixels
+    except (ValueError, OSError) as exc:
+        raise DataError(path, f"cannot convert this image ({exc})") from None
 
 
 def read_image_folder(root: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -241,7 +249,7 @@ def read_image_folder(root: str | Path) -> tuple[np.ndarray, np.ndarray, list[st
     for label, _, folder in folders:
         for file in folder.rglob("*"):
             if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
-                files.append((images.natural_key(file.name), label, file))
+                files.append((image_files.natural_key(file.name), label, file))
     if not files:
         raise DataError(root, "no image files in the class folders")
     files.sort(key=lambda entry: (entry[0], entry[1]))

@@ -1,5 +1,6 @@
-"""What the model saw (`fmnist predict --show-input DIR`): each prepared 28×28 input as a PNG, a
-montage of original and input side by side with the prediction, and a report.html."""
+"""What the model saw (`fmnist predict --show-input DIR`): each prepared 28×28 input as a PNG in
+DIR/images/, a montage DIR/inputs.png of original and input side by side with the prediction, and
+DIR/report.html."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ MONTAGE_LIMIT = 40  # pairs in the montage; every input still gets its own PNG
 
 
 def write_inputs(directory: str | Path, predictions: list[Prediction], predictor: Predictor) -> Path:
-    """Write `<name>.png` (the exact 28×28 input; predicting it again gives the same result),
-    `inputs.png` and `report.html` into `directory`; return the report's path."""
+    """Write `images/<name>.png` (the exact 28×28 input; predicting it again gives the same
+    result), `inputs.png` and `report.html` into `directory`; return the report's path."""
     from PIL import Image
 
     from fmnist.report import html
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "images").mkdir(parents=True, exist_ok=True)
     names = input_names(predictions)
     for name, prediction in zip(names, predictions):
-        with atomic_path(directory / name) as tmp:
+        with atomic_path(directory / "images" / name) as tmp:
             Image.fromarray(prediction.pixels).save(tmp, format="PNG")
     montage = plot_inputs(predictions, directory / "inputs.png")
     rows = [
@@ -41,8 +42,8 @@ def write_inputs(directory: str | Path, predictions: list[Prediction], predictor
         ("What the model saw", html.figure(montage, f"Original (left) and the {predictor.image_spec.size}x"
                                                     f"{predictor.image_spec.size} input (right) of the first "
                                                     f"{shown} images, with the prediction")),
-        ("Predictions", html.table(["file", "input image", "predicted", "probability", "inverted", "original size"],
-                                   rows)),
+        ("Predictions", html.table(["file", "input image (images/)", "predicted", "probability", "inverted",
+                                    "original size"], rows)),
     ]
     return html.write_report(directory / "report.html", "fmnist predict: what the model saw", sections)
 
@@ -68,10 +69,10 @@ def plot_inputs(predictions: list[Prediction], path: str | Path) -> Path:
         if original is not None:
             original_ax.imshow(original, cmap=None if original.ndim == 3 else "gray", vmin=0, vmax=255)
             name = Path(prediction.path).name if prediction.path not in (None, "-") else "stdin"
-            original_ax.set_title(_shorten(name), fontsize=7)
+            original_ax.set_title(_shorten(name), fontsize=7, parse_math=False)  # "$5 shirt.jpg" is no formula
         input_ax.imshow(prediction.pixels, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         input_ax.set_title(f"{_shorten(prediction.label, 16)} {prediction.probability:.0%}", fontsize=7,
-                           color="#1a4f9c")
+                           color="#1a4f9c", parse_math=False)
     fig.suptitle("What the model saw: original | 28x28 input, with the prediction", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -79,13 +80,13 @@ def plot_inputs(predictions: list[Prediction], path: str | Path) -> Path:
 
 def _thumbnail(prediction: Prediction) -> np.ndarray | None:
     """The original file, small, as RGB or grey; None when there is no file to show."""
-    from fmnist import images
+    from fmnist import image_files, images
     from fmnist.errors import DataError
 
     if prediction.path in (None, "-"):
         return None
     try:
-        image = images.open_image(prediction.path)
+        image = image_files.open_image(prediction.path)
     except DataError:
         return None
     image.thumbnail((160, 160))
