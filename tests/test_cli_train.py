@@ -15,7 +15,7 @@ def test_models_lists_the_registry():
     out = run("models").stdout
     for name, params in (("baseline", "542,230"), ("dense", "101,770"), ("conv64x2", "243,786"),
                          ("conv3", "241,546"), ("conv3-dropout", "241,546"), ("minivgg", "1,679,082"),
-                         ("fmnistcnn", "3,467,402")):
+                         ("fmnistcnn", "3,467,402"), ("fast", "99,152"), ("fast-wide", "391,840")):
         assert name in out and params in out, name
 
 
@@ -67,6 +67,21 @@ def test_train_with_a_config_file_and_override(tmp_path, small_idx_dir):
     assert "model: conv3-dropout" in config and "val: split:0.2" in config and "seed: 2018" in config
 
 
+def test_train_with_the_fast_recipe_and_an_override(tmp_path, small_idx_dir):
+    result = run("train", "--recipe", "fast", "--epochs", "2", "--batch-size", "64", "--data", small_idx_dir,
+                 "--device", "cpu", "--out", tmp_path / "run")
+    assert "test accuracy" in result.stdout
+    assert "training fast on 300 images" in result.stderr
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    for line in ("recipe: fast", "model: fast", "epochs: 2", "batch_size: 64", "augment: flip", "schedule: linear",
+                 "nesterov: true", "label_smoothing: 0.1"):
+        assert line in config.splitlines(), line
+    rerun = run("train", "--config", tmp_path / "run" / "config.yaml", "--data", small_idx_dir, "--device", "cpu",
+                "--out", tmp_path / "again", "--quiet")
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["test_accuracy"] == \
+        json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"]  # the saved config reruns it
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["train", "--model", "nope", "--epochs", "1"], ["unknown model 'nope'", "baseline"]),
     (["train", "--optimizer", "rmsprop"], ["optimizer: expected one of sgd, adam, adamw"]),
@@ -74,6 +89,10 @@ def test_train_with_a_config_file_and_override(tmp_path, small_idx_dir):
     (["train", "--config", "no-such.yaml"], ["no-such.yaml: no such file"]),
     (["train", "--resume", "no-such-run"], ["not a run folder"]),
     (["evaluate", "no-such.safetensors"], ["no-such.safetensors: no such file"]),
+    (["train", "--recipe", "slow"], ["unknown recipe 'slow'", "fast"]),
+    (["train", "--augment", "rotate"], ["augment: expected one of none, flip, crop"]),
+    (["train", "--precision", "fp16"], ["precision: expected one of auto, fp32, bf16"]),
+    (["train", "--schedule", "linear", "--epochs", "2", "--warmup-epochs", "2"], ["warmup_epochs: must be >= 0 and below epochs (2)"]),
 ])
 def test_bad_training_input_is_one_line_exit_2(args, fragments):
     assert_one_line_error(run(*args, check_code=2), *fragments)

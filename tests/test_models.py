@@ -26,6 +26,18 @@ KERAS_COUNTS = {
     "fmnistcnn": (3_467_402, 3_452_874),
 }
 
+
+def _fast_counts(widths: tuple[int, ...]) -> tuple[int, int]:
+    """fmnist's own FastNet: bias-free 3x3 convs, BatchNorm (2 trainable + 2 running values per
+    channel), a bias-free linear head; as Keras would count them."""
+    convs = 9 * widths[0] + sum(9 * a * b for a, b in zip(widths, widths[1:]))
+    trainable = convs + 2 * sum(widths) + widths[-1] * 10
+    return trainable + 2 * sum(widths), trainable
+
+
+# fmnist's own models (not in a write-up): (total, trainable), worked out above.
+OWN_COUNTS = {"fast": _fast_counts((16, 32, 64, 128)), "fast-wide": _fast_counts((32, 64, 128, 256))}
+
 SMALL_SPEC = {
     "conv0": {"pad": 0, "channels": 4, "filter": 3, "stride": 1, "pool": 2, "activation": "elu"},
     "conv1": {"conv1_pad": 1, "conv1_channels": 8, "conv1_filter": 3, "conv1_stride": 2, "conv1_pool": 1,
@@ -48,8 +60,9 @@ def small_spec_params() -> int:
     return conv + fc
 
 
-def test_registry_holds_every_write_up_model():
-    assert models.names() == sorted(KERAS_COUNTS)
+def test_registry_holds_every_write_up_model_and_fmnists_own():
+    assert models.names() == sorted({**KERAS_COUNTS, **OWN_COUNTS})
+    assert OWN_COUNTS["fast"] == (99_152, 98_672)
     assert all(models.describe(name) for name in models.names())
 
 
@@ -87,7 +100,7 @@ def test_every_parameter_gets_a_gradient(name):
 @pytest.mark.parametrize("name", models.names())
 def test_keras_parameter_counts_match_the_write_ups(name):
     total, trainable, non_trainable = models.keras_param_counts(models.create(name))
-    assert (total, trainable) == KERAS_COUNTS[name]
+    assert (total, trainable) == {**KERAS_COUNTS, **OWN_COUNTS}[name]
     assert non_trainable == total - trainable
 
 
@@ -133,6 +146,8 @@ def test_unknown_model_lists_known_names():
 def test_unknown_or_bad_factory_arguments_are_errors():
     with pytest.raises(FmnistError, match=r"unknown argument\(s\) dropout; it accepts: num_classes, in_channels"):
         models.create("baseline", dropout=0.5)
+    with pytest.raises(FmnistError, match="model 'fast': activation: expected one of relu, gelu, got 'tanh'"):
+        models.create("fast", activation="tanh")
     with pytest.raises(FmnistError, match="num_classes must be a positive integer"):
         models.create("baseline", num_classes="10")
 

@@ -89,10 +89,16 @@ class _Interrupt:
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("model,optimizer,schedule", [("conv3-dropout", "adam", "cosine"), ("minivgg", "sgd", "time-decay")])
-def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, small, model, optimizer, schedule):
+@pytest.mark.parametrize("model,optimizer,schedule,extra", [
+    ("conv3-dropout", "adam", "cosine", {}),
+    ("minivgg", "sgd", "time-decay", {}),
+    # augmentation draws from the global generator, which the resume file restores
+    ("fast", "sgd", "linear", {"augment": "flip+crop+erase", "warmup_epochs": 1.0, "precision": "bf16"}),
+])
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, small, model, optimizer, schedule, extra):
     data = small.limit(train=256, test=100)
-    config = _config(model=model, epochs=3, optimizer=optimizer, schedule=schedule, batch_size=64, nesterov=False)
+    config = _config(model=model, epochs=3, optimizer=optimizer, schedule=schedule, batch_size=64, nesterov=False,
+                     **extra)
     whole = fit(config, tmp_path / "whole", dataset=data)
     with pytest.raises(KeyboardInterrupt):
         fit(config, tmp_path / "cut", dataset=data, callbacks=[_Interrupt(after_epoch=2)])

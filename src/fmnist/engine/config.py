@@ -17,8 +17,10 @@ import yaml
 from fmnist.errors import FmnistError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "time-decay", "step", "cosine", "onecycle")
+SCHEDULES = ("constant", "time-decay", "step", "cosine", "onecycle", "linear")
+AUGMENTS = ("none", "flip", "crop", "flip+crop", "flip+crop+erase")  # fmnist.data.augment
 CHECKPOINTS = ("best", "every", "none")
+PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}  # SGD: write-up 000; Adam: Keras's default
 
 
@@ -30,6 +32,7 @@ class ConfigError(FmnistError):
 class TrainConfig:
     model: str | None = "baseline"  # a registered model name (`fmnist models`); None when `spec` is set
     spec: dict | None = None  # a CNN spec (write-up 002's dict), normalised; replaces `model`
+    model_options: dict[str, Any] = field(default_factory=dict)  # more factory arguments, e.g. {tta: false} for fast
     epochs: int = 10  # write-up 000 trains 10 epochs
     batch_size: int = 32  # Keras's default batch size, used by 000 and 001
     optimizer: str = "sgd"  # sgd | adam | adamw
@@ -41,15 +44,20 @@ class TrainConfig:
     decay: float | None = None  # time-decay: lr / (1 + decay * step), Keras's legacy `decay`; None: lr / epochs (001)
     step_epochs: int = 10  # step schedule: multiply the rate by step_gamma every step_epochs epochs
     step_gamma: float = 0.1
+    warmup_epochs: float = 0.0  # linear schedule: rise from 0 over this many epochs, then fall linearly to 0
     label_smoothing: float = 0.0
+    augment: str = "none"  # none | flip | crop | flip+crop | flip+crop+erase, per batch on the device
+    crop_pad: int = 2  # crop: translate by up to this many pixels
     val: str = "test"  # test | split:FRACTION | balanced:N_PER_CLASS (held out of the training set)
     seed: int = 1  # seeds weights, shuffling, dropout and hold-out splits; same seed on CPU = same run
     device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | bf16: autocast for the forward pass; auto = bf16 where native (device.py)
     limit: int | None = None  # train on the first N training images only (smoke runs)
     checkpoint: str = "best"  # best: keep the best-val_accuracy weights; every: one file per epoch; none
     early_stop: int | None = None  # stop after this many epochs without a better val_accuracy
     data: str | None = None  # data directory (see `fmnist data`); None: the normal search path
     eval_batch_size: int = 1000  # batch size for validation and test passes (no gradients, bigger is faster)
+    recipe: str | None = None  # the named recipe these values started from (fmnist.engine.recipes), if any
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run (e.g. write-up)
 
     def __post_init__(self) -> None:
@@ -72,6 +80,15 @@ class TrainConfig:
         need(self.optimizer in OPTIMIZERS, f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         need(self.schedule in SCHEDULES, f"schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         need(self.checkpoint in CHECKPOINTS, f"checkpoint: expected one of {', '.join(CHECKPOINTS)}, got {self.checkpoint!r}")
+        need(self.precision in PRECISIONS, f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        from fmnist.engine.recipes import RECIPES
+
+        need(self.recipe is None or self.recipe in RECIPES,
+             f"recipe: expected one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        need(self.augment in AUGMENTS, f"augment: expected one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        need(isinstance(self.crop_pad, int) and 1 <= self.crop_pad <= 8, f"crop_pad: must be 1-8 pixels, got {self.crop_pad!r}")
+        need(isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs < self.epochs,
+             f"warmup_epochs: must be >= 0 and below epochs ({self.epochs}), got {self.warmup_epochs!r}")
         need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs: must be a positive integer, got {self.epochs!r}")
         need(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size: must be a positive integer, got {self.batch_size!r}")
         need(isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1,
@@ -90,6 +107,8 @@ class TrainConfig:
         need(self.step_epochs >= 1 and 0 < self.step_gamma <= 1, "step_epochs must be >= 1 and step_gamma in (0, 1]")
         need(self.decay is None or self.decay >= 0, f"decay: must be >= 0, got {self.decay}")
         need((self.model is None) != (self.spec is None), "give exactly one of model and spec")
+        need(isinstance(self.model_options, dict) and all(isinstance(k, str) for k in self.model_options),
+             f"model_options: must be a mapping of argument: value, got {self.model_options!r}")
         need(not self.nesterov or (self.optimizer == "sgd" and self.momentum > 0),
              "nesterov: needs the sgd optimizer and a momentum above 0")
         parse_val(self.val)
@@ -136,7 +155,7 @@ def config_from_dict(values: dict, origin: str = "config") -> TrainConfig:
         raise ConfigError(f"{origin}: {exc}") from None
 
 
-FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "label_smoothing", "decay", "step_gamma")
+FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "label_smoothing", "decay", "step_gamma", "warmup_epochs")
 
 
 def _number(key: str, value: Any) -> Any:
@@ -170,16 +189,26 @@ def load_config_file(path: str | Path) -> dict:
 
 
 def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults < `file` < overrides whose value is not None."""
-    values: dict = load_config_file(file) if file else {}
+    """Defaults < a recipe (`recipe`, from the file or the overrides) < `file` < overrides whose value
+    is not None."""
+    from fmnist.engine.recipes import recipe_values
+
+    from_file: dict = load_config_file(file) if file else {}
     given = {key: value for key, value in overrides.items() if value is not None}
-    if "spec" in given:
-        values.pop("model", None)
-        values["model"] = None
-    if "model" in given:
-        values.pop("spec", None)
-    values.update(given)
+    name = given.get("recipe", from_file.get("recipe"))
+    values: dict = {}
+    for layer in (recipe_values(name) if name else {}, from_file, given):
+        _layer(values, layer)
     return config_from_dict(values, origin=str(file) if file else "options")
+
+
+def _layer(values: dict, top: dict) -> None:
+    """Put `top` over `values`; a model in one layer replaces a spec below it, and the reverse."""
+    if top.get("spec") is not None:
+        values["model"] = None
+    if top.get("model") is not None:
+        values.pop("spec", None)
+    values.update(top)
 
 
 def dump_config(config: TrainConfig) -> str:

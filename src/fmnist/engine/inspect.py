@@ -34,7 +34,8 @@ def feature_maps(model: nn.Module, images: np.ndarray) -> list[tuple[str, np.nda
         elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
             watched.append((name, module))
     captured: dict[int, torch.Tensor] = {}
-    hooks = [module.register_forward_hook(lambda m, i, o, key=index: captured.__setitem__(key, o.detach()))
+    # The first call of each layer only: a model with flip TTA (`fast`) runs its layers again on the mirror image.
+    hooks = [module.register_forward_hook(lambda m, i, o, key=index: captured.setdefault(key, o.detach()))
              for index, (_, module) in enumerate(watched)]
     was_training = model.training
     model.eval()
@@ -60,8 +61,8 @@ def lr_find(config: TrainConfig, dataset: Dataset, start: float = 1e-7, end: flo
         raise ValueError(f"need 0 < start < end, got {start} and {end}")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model = models.build(models.architecture_for(name=config.model, spec=config.spec,
-                                                 num_classes=dataset.num_classes)).to(device)
+    model = models.build(models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes,
+                                                 options=config.model_options)).to(device)
     optimizer = make_optimizer(config, model.parameters())
     count = len(dataset.train) if config.limit is None else min(config.limit, len(dataset.train))
     x = torch.from_numpy(dataset.train.images[:count]).unsqueeze(1).to(device)

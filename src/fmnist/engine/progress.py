@@ -10,6 +10,8 @@ from typing import TextIO
 
 
 class NullProgress:
+    live = False  # whether update() shows anything: the trainer reads the device's running sums only then
+
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
     def update(self, steps_done: int, loss: float, accuracy: float) -> None: ...
     def end_epoch(self, row: dict) -> None: ...
@@ -49,6 +51,8 @@ class PlainProgress(NullProgress):
 
 class RichProgress(NullProgress):
     """A bar per epoch with live loss and accuracy; the finished epoch stays as one line."""
+
+    live = True
 
     def __init__(self, prefix: str = ""):
         from rich.console import Console

@@ -19,8 +19,9 @@ from torch.nn import functional as F
 from fmnist import models
 from fmnist._io import write_text_atomic
 from fmnist.data import splits
+from fmnist.data.augment import Augment
 from fmnist.data.dataset import Dataset, load_dataset
-from fmnist.device import resolve_device
+from fmnist.device import resolve_device, resolve_precision
 from fmnist.engine import state as run_state
 from fmnist.engine.config import ConfigError, TrainConfig, config_from_dict, dump_config, parse_val
 from fmnist.engine.evaluate import loss_and_accuracy, predict_logits
@@ -56,6 +57,12 @@ def lr_factor(config: TrainConfig, step: int, total_steps: int, steps_per_epoch:
         return 1.0 / (1.0 + decay * step)
     if config.schedule == "step":
         return config.step_gamma ** (step // (config.step_epochs * steps_per_epoch))
+    if config.schedule == "linear":
+        # Linear warm-up from 0, then linear decay to 0 at the last step (airbench's schedule).
+        warm = config.warmup_epochs * steps_per_epoch
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1.0, total_steps - warm))
     progress = step / max(1, total_steps - 1)
     if config.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -132,8 +139,13 @@ def fit(
     train_count = len(dataset.train) if config.limit is None else min(config.limit, len(dataset.train))
 
     torch.manual_seed(config.seed)  # one place: weights, dropout and (below) the shuffle order
-    architecture = models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes)
-    model = models.build(architecture).to(device)
+    architecture = models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes,
+                                           options=config.model_options)
+    # Channels-last: oneDNN's and cuDNN's fast convolution layout (MiniVGGNet on 2 CPU cores: 79 → 66
+    # s/epoch). Only the memory layout changes; state_dict and model files are the same.
+    model = models.build(architecture).to(device).to(memory_format=torch.channels_last)
+    amp_dtype = resolve_precision(config.precision, device)
+    augment = Augment.named(config.augment, config.crop_pad)  # draws from the seeded global generator
     if split is None:
         train_idx, val_images, val_labels, val_name = validation_split(config, dataset, train_count)
     else:
@@ -169,7 +181,7 @@ def fit(
         progress.note("note: --early-stop with --val test picks the weights on the test set, so the test accuracy "
                       "is optimistic; hold out validation images with --val split:0.1 for an honest figure")
     progress.note(f"training {config.model_name} on {len(train_x):,} images, validating on {len(val_x):,} ({val_name}), "
-                  f"device {device.type}")
+                  f"device {device.type}, {'bf16 autocast' if amp_dtype is not None else 'fp32'}")
 
     best_weights = None
     if resume and best["path"] and (checkpoints / best["path"]).is_file():
@@ -190,23 +202,24 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-            xb, yb = train_x[batch], train_y[batch]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
+            xb, yb = augment(train_x[batch]), train_y[batch]
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(dim=1) == yb).sum()
             seen += len(yb)
-            if (step + 1) % refresh == 0 or step + 1 == steps_per_epoch:
+            if progress.live and ((step + 1) % refresh == 0 or step + 1 == steps_per_epoch):
                 progress.update(step + 1, float(loss_sum) / seen, float(correct) / seen)
-        if not math.isfinite(float(loss_sum)):
+        if not math.isfinite(float(loss_sum)):  # float() waits for the device: the epoch's work is done
             raise FmnistError(f"training diverged in epoch {epoch} (loss is not finite); try a smaller --lr")
+        seconds = time.perf_counter() - started  # training only: validation is not part of the recipe's cost
         val = loss_and_accuracy(predict_logits(model, val_x, config.eval_batch_size), val_y)
         row = {"epoch": epoch, "loss": float(loss_sum) / seen, "accuracy": float(correct) / seen,
-               "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": lr,
-               "seconds": time.perf_counter() - started}
+               "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": lr, "seconds": seconds}
         history.append(row)
         run_state.write_history(out / "history.csv", history)
         progress.end_epoch(row)

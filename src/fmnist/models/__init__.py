@@ -18,7 +18,8 @@ from torch import nn
 
 from fmnist.errors import FmnistError
 from fmnist.models import seeds as _seeds  # noqa: F401  (registers the write-ups' models)
-from fmnist.models.registry import create, describe, names, register
+from fmnist.models import fast as _fast  # noqa: F401  (registers fmnist's own fast models)
+from fmnist.models.registry import check_arguments, create, describe, names, register
 from fmnist.models.spec import (
     DEFAULT_SPEC,
     SpecError,
@@ -50,10 +51,13 @@ __all__ = [
 _SPEC_KWARGS = ("num_classes", "in_channels")
 
 
-def architecture_for(name: str | None = None, spec: Mapping | None = None, num_classes: int = 10) -> dict[str, Any]:
+def architecture_for(name: str | None = None, spec: Mapping | None = None, num_classes: int = 10,
+                     options: Mapping | None = None) -> dict[str, Any]:
     """The JSON-serialisable description of a model, by registered name or by spec (exactly one).
 
-    A spec is validated and normalised; its last fc block must already have `num_classes` neurons.
+    `options` are further arguments of a registered model's factory (e.g. {"tta": False} for
+    `fast`). A spec is validated and normalised; its last fc block must already have `num_classes`
+    neurons.
     """
     if (name is None) == (spec is None):
         raise FmnistError("give exactly one of a model name or a spec")
@@ -61,7 +65,11 @@ def architecture_for(name: str | None = None, spec: Mapping | None = None, num_c
         raise FmnistError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     if name is not None:
         describe(name)  # fails now, with the known names, rather than at build time
-        return {"name": name, "kwargs": {"num_classes": num_classes}}
+        options = dict(options or {})
+        check_arguments(name, options)
+        return {"name": name, "kwargs": {"num_classes": num_classes, **options}}
+    if options:
+        raise FmnistError(f"model options {', '.join(map(str, options))} apply to registered models, not to a spec")
     normalised = validate_spec(spec)
     declared = spec_num_classes(normalised)
     if declared != num_classes:

@@ -55,18 +55,27 @@ def _entry(name: str) -> _Entry:
 def create(name: str, **kwargs: Any) -> nn.Module:
     """Build a fresh model (weights drawn from torch's global RNG, so `torch.manual_seed` fixes them)."""
     entry = _entry(name)
-    unknown = sorted(set(kwargs) - set(entry.parameters))
-    if unknown:
-        raise FmnistError(
-            f"model {name!r} got unknown argument(s) {', '.join(unknown)}; it accepts: {', '.join(entry.parameters)}"
-        )
+    check_arguments(name, kwargs)
     for key in ("num_classes", "in_channels"):
         value = kwargs.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise FmnistError(f"model {name!r}: {key} must be a positive integer, got {value!r}")
     if kwargs.get("num_classes", 2) < 2:
         raise FmnistError(f"model {name!r}: num_classes must be at least 2, got {kwargs['num_classes']}")
-    return entry.factory(**kwargs)
+    try:
+        return entry.factory(**kwargs)
+    except ValueError as exc:  # a factory's own check of an option's value (e.g. fast's activation)
+        raise FmnistError(f"model {name!r}: {exc}") from None
+
+
+def check_arguments(name: str, kwargs) -> None:
+    """Fail, listing what the factory accepts, when `kwargs` holds an argument it does not take."""
+    entry = _entry(name)
+    unknown = sorted(set(map(str, kwargs)) - set(entry.parameters))
+    if unknown:
+        raise FmnistError(
+            f"model {name!r} got unknown argument(s) {', '.join(unknown)}; it accepts: {', '.join(entry.parameters)}"
+        )
 
 
 def names() -> list[str]:

@@ -1,0 +1,136 @@
+"""The speed path: on-device augmentation, the linear schedule, precision, recipes, fmnist's own models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fmnist import models
+from fmnist.data.augment import Augment
+from fmnist.device import resolve_precision
+from fmnist.engine.config import ConfigError, TrainConfig, build_config
+from fmnist.engine.recipes import RECIPES
+from fmnist.engine.trainer import fit, lr_factor
+from fmnist.errors import FmnistError
+
+
+@pytest.fixture(scope="module")
+def batch(fashion):
+    return torch.from_numpy(fashion.train.images[:256]).unsqueeze(1)  # (256, 1, 28, 28) uint8
+
+
+def test_flip_and_translation_move_pixels_exactly(batch):
+    torch.manual_seed(0)
+    flipped = Augment(flip=True)(batch)
+    same = (flipped == batch).flatten(1).all(1)
+    mirrored = (flipped == torch.flip(batch, dims=[3])).flatten(1).all(1)
+    assert (same | mirrored).all() and 60 < int(mirrored.sum()) < 196  # each image either, about half mirrored
+    torch.manual_seed(1)
+    moved = Augment(pad=2)(batch)
+    for image, original in zip(moved[:64], batch[:64]):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if torch.equal(image[0], _shifted(original[0], dy, dx))]
+        assert matches, "every output is the input shifted by at most 2 pixels, black shifted in"
+    assert moved.dtype == torch.uint8 and moved.shape == batch.shape
+
+
+def _shifted(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """image[r, c] = original[r + dy, c + dx], black outside."""
+    padded = torch.nn.functional.pad(image, (2, 2, 2, 2))
+    return padded[2 + dy : 2 + dy + 28, 2 + dx : 2 + dx + 28]
+
+
+def test_augmentation_is_seeded_and_erasing_blanks_a_rectangle(batch):
+    augment = Augment.named("flip+crop+erase")
+    torch.manual_seed(5)
+    first = augment(batch)
+    torch.manual_seed(5)
+    assert torch.equal(first, augment(batch))
+    erased = Augment(erase=1.0)(batch)
+    blanked = (erased == 0) & (batch > 0)
+    assert blanked.flatten(1).any(1).float().mean() > 0.9  # (almost) every image lost some garment pixels
+    assert not ((erased != 0) & (erased != batch)).any()  # erasing only ever sets pixels to black
+    assert Augment.named("none").active is False and Augment.named("none")(batch) is batch
+    with pytest.raises(ValueError, match="augment: expected one of"):
+        Augment.named("rotate")
+
+
+def test_the_linear_schedule_warms_up_then_decays_to_zero():
+    config = TrainConfig(schedule="linear", epochs=4, warmup_epochs=1.0)
+    factors = [lr_factor(config, step, 40, 10) for step in range(40)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and all(a > b for a, b in zip(factors[10:], factors[11:]))
+    assert factors[-1] == pytest.approx(1 / 30)
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        TrainConfig(schedule="linear", epochs=2, warmup_epochs=2)
+
+
+def test_precision_choices():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) is torch.bfloat16
+    assert resolve_precision("auto", cpu) in (None, torch.bfloat16)
+    with pytest.raises(ConfigError, match="precision: expected one of auto, fp32, bf16"):
+        TrainConfig(precision="fp16")
+
+
+def test_recipes_layer_under_config_files_and_options(tmp_path):
+    fast = build_config(recipe="fast")
+    assert fast.recipe == "fast" and fast.model == RECIPES["fast"]["model"]
+    assert fast.augment == RECIPES["fast"]["augment"]
+    overridden = build_config(recipe="fast", epochs=3)
+    assert overridden.epochs == 3 and overridden.batch_size == fast.batch_size
+    file = tmp_path / "mine.yaml"
+    file.write_text("recipe: fast\nlabel_smoothing: 0.0\n")
+    from_file = build_config(file)
+    assert from_file.label_smoothing == 0.0 and from_file.model == fast.model
+    assert build_config(recipe="fast", model="baseline").model == "baseline"
+    with pytest.raises(FmnistError, match="unknown recipe 'slow'; known recipes: fast"):
+        build_config(recipe="slow")
+
+
+def test_model_options_reach_the_factory_and_are_checked():
+    architecture = models.architecture_for(name="fast", options={"tta": False})
+    assert architecture == {"name": "fast", "kwargs": {"num_classes": 10, "tta": False}}
+    assert models.build(architecture).tta is False
+    with pytest.raises(FmnistError, match="model 'baseline' got unknown argument.s. tta"):
+        models.architecture_for(name="baseline", options={"tta": False})
+
+
+def test_flip_tta_averages_the_mirror_image_in_eval_only(batch):
+    torch.manual_seed(0)
+    model = models.create("fast").eval()
+    mirrored = torch.flip(batch[:8], dims=[3])
+    with torch.no_grad():
+        assert torch.allclose(model(batch[:8]), model(mirrored), atol=1e-5)  # symmetric by construction
+        plain = model.logits(batch[:8])
+        assert torch.allclose(model(batch[:8]), 0.5 * (plain + model.logits(mirrored)), atol=1e-6)
+        model.train()
+        assert torch.allclose(model(batch[:8]), model.logits(batch[:8]))
+
+
+def test_feature_maps_of_a_tta_model_are_of_the_image_not_its_mirror(batch):
+    from fmnist.engine.inspect import feature_maps
+
+    torch.manual_seed(0)
+    model = models.create("fast").eval()
+    images = batch[:3, 0].numpy()
+    maps = dict(feature_maps(model, images))
+    with torch.no_grad():
+        conv = model.stem[0](model.rescale(batch[:3]))  # the first convolution, on the image as given
+    assert list(maps)[0] == "stem.0" and np.allclose(maps["stem.0"], conv.numpy(), atol=1e-5)
+
+
+def test_a_short_fast_run_learns_with_augmentation_in_bf16(tmp_path, fashion):
+    small = fashion.limit(train=2000, test=500)
+    config = build_config(recipe="fast", epochs=3, batch_size=64, device="cpu", checkpoint="none", precision="bf16",
+                          seed=3)
+    result = fit(config, tmp_path / "run", dataset=small)
+    assert result.history[-1]["val_accuracy"] > 0.7  # 2,000 images, 3 epochs: far above chance
+    torch.manual_seed(0)
+    again = fit(config, tmp_path / "again", dataset=small)
+    assert [r["val_accuracy"] for r in again.history] == [r["val_accuracy"] for r in result.history]
+    weights = {k: v for k, v in result.model.state_dict().items()}
+    assert all(v.dtype in (torch.float32, torch.int64) for v in weights.values())  # fp32 master weights
+    assert np.isfinite([r["loss"] for r in result.history]).all()
