@@ -10,7 +10,7 @@ RUN_DIR ?= runs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 
-.PHONY: run test install data clean
+.PHONY: run test bench install data clean
 
 # The main job: look at the data, train write-up 000's baseline with its recipe, evaluate it on the
 # test set, export it to ONNX and predict a new image file with it, as write-up 000 ends (test image 1,
@@ -27,6 +27,15 @@ run: data
 
 test: data
 	$(BIN)/python -m pytest -q
+
+# The speed benchmarks (benchmarks/README.md): the fast recipe and its ablation table, then fmnist
+# against the write-ups' own Keras/TensorFlow scripts (installs the `bench` extra: tensorflow-cpu and
+# keras). About 90 minutes on a 2-core CPU; results in benchmarks/results/.
+bench: data
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python benchmarks/fast_recipe.py --seeds 3 --ablation-seeds 2
+	$(BIN)/python benchmarks/vs_keras.py --recipe baseline --epochs 10 --seeds 3 --target 0.90
+	$(BIN)/python benchmarks/vs_keras.py --recipe minivgg --epochs 3 --seeds 3 --target 0.90
 
 install: $(STAMP)
 
