@@ -1,6 +1,6 @@
 """fmnist against what users run instead: the write-ups' own Keras/TensorFlow recipes, same machine.
 
-    .venv/bin/pip install -e '.[bench]'            # tensorflow-cpu + keras (make bench-keras does both)
+    .venv/bin/pip install -e '.[bench]'            # tensorflow-cpu + keras (make bench does both)
     .venv/bin/python benchmarks/vs_keras.py --recipe baseline --epochs 10 --seeds 3 --target 0.90
     .venv/bin/python benchmarks/vs_keras.py --recipe minivgg --epochs 3 --seeds 3
 

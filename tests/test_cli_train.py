@@ -92,7 +92,7 @@ def test_train_with_the_fast_recipe_and_an_override(tmp_path, small_idx_dir):
     (["train", "--recipe", "slow"], ["unknown recipe 'slow'", "fast"]),
     (["train", "--augment", "rotate"], ["augment: expected one of none, flip, crop"]),
     (["train", "--precision", "fp16"], ["precision: expected one of auto, fp32, bf16"]),
-    (["train", "--schedule", "linear", "--epochs", "2", "--warmup-epochs", "2"], ["warmup_epochs: must be >= 0 and below epochs (2)"]),
+    (["train", "--schedule", "linear", "--epochs", "2", "--warmup-epochs", "2"], ["warmup_epochs: must be below epochs (2) for the linear schedule"]),
 ])
 def test_bad_training_input_is_one_line_exit_2(args, fragments):
     assert_one_line_error(run(*args, check_code=2), *fragments)

@@ -62,15 +62,29 @@ def test_the_linear_schedule_warms_up_then_decays_to_zero():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0) and all(a > b for a, b in zip(factors[10:], factors[11:]))
     assert factors[-1] == pytest.approx(1 / 30)
-    with pytest.raises(ConfigError, match="warmup_epochs"):
+    short = [lr_factor(TrainConfig(schedule="linear", epochs=4, warmup_epochs=0.05), step, 40, 10) for step in range(40)]
+    assert max(short) == 1.0  # a warm-up shorter than one step never overshoots the rate
+    with pytest.raises(ConfigError, match="warmup_epochs: must be below epochs .2. for the linear schedule"):
         TrainConfig(schedule="linear", epochs=2, warmup_epochs=2)
+    assert TrainConfig(schedule="cosine", epochs=1, warmup_epochs=1.0).epochs == 1  # only linear warms up
+    with pytest.raises(ConfigError, match="epochs: must be a positive integer, got 'ten'"):
+        TrainConfig(epochs="ten")
 
 
-def test_precision_choices():
-    cpu = torch.device("cpu")
+def test_precision_choices(monkeypatch):
+    from fmnist import device as device_module
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
     assert resolve_precision("fp32", cpu) is None
     assert resolve_precision("bf16", cpu) is torch.bfloat16
-    assert resolve_precision("auto", cpu) in (None, torch.bfloat16)
+    for native, expected in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+        assert resolve_precision("auto", cpu) is expected
+        monkeypatch.setattr(device_module, "cuda_has_native_bf16", lambda device: native)
+        assert resolve_precision("auto", cuda) is expected
+    monkeypatch.setattr(device_module, "describe_device", lambda device: "cuda (Tesla V100)")
+    with pytest.raises(FmnistError, match=r"precision bf16: cuda \(Tesla V100\) has no native bf16"):
+        resolve_precision("bf16", cuda)  # emulated bf16 on a pre-Ampere GPU is slower than fp32: refused
     with pytest.raises(ConfigError, match="precision: expected one of auto, fp32, bf16"):
         TrainConfig(precision="fp16")
 
@@ -90,12 +104,20 @@ def test_recipes_layer_under_config_files_and_options(tmp_path):
         build_config(recipe="slow")
 
 
-def test_model_options_reach_the_factory_and_are_checked():
+def test_model_options_reach_the_factory_and_are_checked(tmp_path):
     architecture = models.architecture_for(name="fast", options={"tta": False})
     assert architecture == {"name": "fast", "kwargs": {"num_classes": 10, "tta": False}}
     assert models.build(architecture).tta is False
     with pytest.raises(FmnistError, match="model 'baseline' got unknown argument.s. tta"):
         models.architecture_for(name="baseline", options={"tta": False})
+    with pytest.raises(FmnistError, match="model options cannot set num_classes"):
+        models.architecture_for(name="fast", options={"num_classes": 3})
+    file = tmp_path / "fast.yaml"
+    file.write_text("recipe: fast\nmodel_options: {tta: false}\n")
+    assert build_config(file).model_options == {"tta": False}
+    # Options that do not fit the model an option switched to fail when the config is built, naming the file.
+    with pytest.raises(ConfigError, match=r"fast.yaml: model_options: model 'baseline' got unknown argument.s. tta"):
+        build_config(file, model="baseline")
 
 
 def test_flip_tta_averages_the_mirror_image_in_eval_only(batch):
@@ -131,6 +153,33 @@ def test_a_short_fast_run_learns_with_augmentation_in_bf16(tmp_path, fashion):
     torch.manual_seed(0)
     again = fit(config, tmp_path / "again", dataset=small)
     assert [r["val_accuracy"] for r in again.history] == [r["val_accuracy"] for r in result.history]
-    weights = {k: v for k, v in result.model.state_dict().items()}
-    assert all(v.dtype in (torch.float32, torch.int64) for v in weights.values())  # fp32 master weights
+    assert result.extra["precision"] == "bf16"
     assert np.isfinite([r["loss"] for r in result.history]).all()
+
+
+def test_flips_on_other_classes_get_a_note(tmp_path, fashion):
+    from dataclasses import replace
+
+    from fmnist.engine.progress import NullProgress
+
+    class Notes(NullProgress):
+        def __init__(self):
+            self.notes = []
+
+        def note(self, message):
+            self.notes.append(message)
+
+    small = fashion.limit(train=200, test=50)
+    digits = replace(small, classes=tuple(str(i) for i in range(10)))
+    config = build_config(recipe="fast", epochs=2, batch_size=64, device="cpu", checkpoint="none")
+    for data, expected in ((small, False), (digits, True)):
+        notes = Notes()
+        fit(config, tmp_path / str(expected), dataset=data, progress=notes)
+        assert any("mirrored" in note for note in notes.notes) is expected
+
+
+def test_summary_of_a_tta_model_lists_each_layer_once():
+    summary = models.summarize(models.create("fast"))
+    names = [row.name for row in summary.rows]
+    assert len(names) == len(set(names)) and names[-1] == "head"
+    assert sum(row.params for row in summary.rows) == summary.total == 99_152

@@ -45,12 +45,19 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if name == "fp32":
         return None
     if name == "bf16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise FmnistError(f"precision bf16: {describe_device(device)} does not support bf16")
+        if device.type == "cuda" and not cuda_has_native_bf16(device):
+            raise FmnistError(f"precision bf16: {describe_device(device)} has no native bf16 (needs compute "
+                              "capability 8.0 or later); use --precision fp32")
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if cuda_has_native_bf16(device) else None
     return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Ampere (compute capability 8.0) and later compute bf16 natively; older GPUs only emulate it,
+    which torch.cuda.is_bf16_supported() counts as support by default."""
+    return torch.cuda.get_device_properties(device).major >= 8
 
 
 def cpu_has_native_bf16() -> bool:

@@ -86,10 +86,15 @@ class TrainConfig:
         need(self.recipe is None or self.recipe in RECIPES,
              f"recipe: expected one of {', '.join(RECIPES)}, got {self.recipe!r}")
         need(self.augment in AUGMENTS, f"augment: expected one of {', '.join(AUGMENTS)}, got {self.augment!r}")
-        need(isinstance(self.crop_pad, int) and 1 <= self.crop_pad <= 8, f"crop_pad: must be 1-8 pixels, got {self.crop_pad!r}")
-        need(isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs < self.epochs,
-             f"warmup_epochs: must be >= 0 and below epochs ({self.epochs}), got {self.warmup_epochs!r}")
+        need(isinstance(self.crop_pad, int) and not isinstance(self.crop_pad, bool) and 1 <= self.crop_pad <= 8,
+             f"crop_pad: must be 1-8 pixels, got {self.crop_pad!r}")
         need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs: must be a positive integer, got {self.epochs!r}")
+        need(isinstance(self.warmup_epochs, (int, float)) and not isinstance(self.warmup_epochs, bool)
+             and self.warmup_epochs >= 0, f"warmup_epochs: must be a number >= 0, got {self.warmup_epochs!r}")
+        # Only the linear schedule warms up; a recipe's warm-up is then ignored by another --schedule.
+        need(self.schedule != "linear" or self.warmup_epochs < self.epochs,
+             f"warmup_epochs: must be below epochs ({self.epochs}) for the linear schedule, got {self.warmup_epochs!r}; "
+             "give --warmup-epochs a smaller value")
         need(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size: must be a positive integer, got {self.batch_size!r}")
         need(isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1,
              f"eval_batch_size: must be a positive integer, got {self.eval_batch_size!r}")
@@ -199,7 +204,17 @@ def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfi
     values: dict = {}
     for layer in (recipe_values(name) if name else {}, from_file, given):
         _layer(values, layer)
-    return config_from_dict(values, origin=str(file) if file else "options")
+    config = config_from_dict(values, origin=str(file) if file else "options")
+    if config.model_options:  # fail now, not after other models of a `cv` have trained
+        from fmnist import models
+
+        try:
+            if config.model is None:
+                raise FmnistError("they apply to registered models, not to a spec")
+            models.architecture_for(name=config.model, options=config.model_options)
+        except FmnistError as exc:
+            raise ConfigError(f"{file or 'options'}: model_options: {exc}") from None
+    return config
 
 
 def _layer(values: dict, top: dict) -> None:

@@ -54,6 +54,7 @@ def train(
         "train_images": result.extra["train_images"],
         "validation": result.extra["val_name"],
         "device": result.extra["device"],
+        "precision": result.extra["precision"],  # what --precision auto chose on this machine
     }
     result.metrics = metrics
     save_model(out / "model.safetensors", result.model, result.architecture, dataset.classes,

@@ -20,7 +20,7 @@ from fmnist import models
 from fmnist._io import write_text_atomic
 from fmnist.data import splits
 from fmnist.data.augment import Augment
-from fmnist.data.dataset import Dataset, load_dataset
+from fmnist.data.dataset import FASHION_CLASSES, Dataset, load_dataset
 from fmnist.device import resolve_device, resolve_precision
 from fmnist.engine import state as run_state
 from fmnist.engine.config import ConfigError, TrainConfig, config_from_dict, dump_config, parse_val
@@ -58,10 +58,11 @@ def lr_factor(config: TrainConfig, step: int, total_steps: int, steps_per_epoch:
     if config.schedule == "step":
         return config.step_gamma ** (step // (config.step_epochs * steps_per_epoch))
     if config.schedule == "linear":
-        # Linear warm-up from 0, then linear decay to 0 at the last step (airbench's schedule).
+        # Linear warm-up from 0 to the full rate, then linear decay towards 0, which the step after the
+        # last would reach (airbench's schedule).
         warm = config.warmup_epochs * steps_per_epoch
         if step < warm:
-            return (step + 1) / warm
+            return min(1.0, (step + 1) / warm)
         return max(0.0, (total_steps - step) / max(1.0, total_steps - warm))
     progress = step / max(1, total_steps - 1)
     if config.schedule == "cosine":
@@ -182,6 +183,10 @@ def fit(
                       "is optimistic; hold out validation images with --val split:0.1 for an honest figure")
     progress.note(f"training {config.model_name} on {len(train_x):,} images, validating on {len(val_x):,} ({val_name}), "
                   f"device {device.type}, {'bf16 autocast' if amp_dtype is not None else 'fp32'}")
+    if tuple(dataset.classes) != FASHION_CLASSES and (augment.flip or getattr(model, "tta", False)):
+        progress.note("note: horizontal flips (flip augmentation, the fast models' flip TTA) suit classes that look "
+                      "the same mirrored, as Fashion-MNIST's do; for digits or letters use --augment none and "
+                      "model_options {tta: false}")
 
     best_weights = None
     if resume and best["path"] and (checkpoints / best["path"]).is_file():
@@ -212,7 +217,7 @@ def fit(
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(dim=1) == yb).sum()
             seen += len(yb)
-            if progress.live and ((step + 1) % refresh == 0 or step + 1 == steps_per_epoch):
+            if getattr(progress, "live", True) and ((step + 1) % refresh == 0 or step + 1 == steps_per_epoch):
                 progress.update(step + 1, float(loss_sum) / seen, float(correct) / seen)
         if not math.isfinite(float(loss_sum)):  # float() waits for the device: the epoch's work is done
             raise FmnistError(f"training diverged in epoch {epoch} (loss is not finite); try a smaller --lr")
@@ -245,6 +250,7 @@ def fit(
     return TrainResult(out, model, architecture, dataset.classes, history, {}, config,
                        checkpoints / best["path"] if best["path"] else None, stopped_early,
                        extra={"val_name": val_name, "train_images": len(train_x), "device": str(device),
+                              "precision": "bf16" if amp_dtype is not None else "fp32",
                               "restored_best": patience_ran_out and best_weights is not None,
                               "image_spec": image_spec})
 

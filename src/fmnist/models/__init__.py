@@ -66,6 +66,9 @@ def architecture_for(name: str | None = None, spec: Mapping | None = None, num_c
     if name is not None:
         describe(name)  # fails now, with the known names, rather than at build time
         options = dict(options or {})
+        fixed = sorted(set(options) & {"num_classes", "in_channels"})
+        if fixed:
+            raise FmnistError(f"model options cannot set {', '.join(fixed)}: the data decides them")
         check_arguments(name, options)
         return {"name": name, "kwargs": {"num_classes": num_classes, **options}}
     if options:

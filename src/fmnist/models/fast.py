@@ -8,7 +8,7 @@ its logits over the image and its mirror image (flip test-time augmentation): ev
 at twice the width, for a GPU or a longer CPU budget.
 
 Measured (benchmarks/fast_recipe.py; table in benchmarks/README.md): with flip TTA the recipe ends
-0.2 points higher than without; GELU instead of ReLU is equal within noise and 3 % slower per epoch.
+0.16 points higher than without; GELU instead of ReLU is equal within noise and 4 % slower per epoch.
 The widths and the unscaled logits (airbench scales them by 1/8) were picked in one-seed exploratory
 runs on the CPU: widths 24-192 and a 1/8 scale both did worse per second.
 """
