@@ -22,6 +22,8 @@ measures it from the training set and the model file records it. Reading files i
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -160,7 +162,7 @@ def prepare(image, spec: ImageSpec = FASHION_SPEC, invert: str = "auto") -> Prep
     original_box = (int(box[0] * scale_x), int(box[1] * scale_y),
                     int(np.ceil(box[2] * scale_x)), int(np.ceil(box[3] * scale_y)))
     if _dataset_like(gray.shape, background, box, mask, spec):
-        return PreparedImage(_to_uint8(gray), width, height, mode, flip, original_box, passthrough=True, frames=frames)
+        return PreparedImage(to_uint8(gray), width, height, mode, flip, original_box, passthrough=True, frames=frames)
     gray, fill = _level(gray, background, object_level, spec)
     left, top, right, bottom = box
     crop = gray[top:bottom, left:right]
@@ -170,7 +172,7 @@ def prepare(image, spec: ImageSpec = FASHION_SPEC, invert: str = "auto") -> Prep
     # Centred; an odd pixel of margin goes to the left and top, as in Fashion-MNIST's own images.
     y0, x0 = (spec.size - h + 1) // 2, (spec.size - w + 1) // 2
     canvas[y0 : y0 + h, x0 : x0 + w] = fitted
-    return PreparedImage(_sharpen(_to_uint8(canvas)), width, height, mode, flip, original_box, passthrough=False,
+    return PreparedImage(_sharpen(to_uint8(canvas)), width, height, mode, flip, original_box, passthrough=False,
                          frames=frames)
 
 
@@ -178,13 +180,22 @@ def load(source: str | Path | bytes | BinaryIO, spec: ImageSpec = FASHION_SPEC, 
          name: str | Path | None = None) -> PreparedImage:
     """Read an image file (path, bytes or file object) and prepare it for a model."""
     image = open_image(source, name=name)
-    try:
+    with converting(name_of(source, name)):
         return prepare(image, spec, invert)
-    except (ValueError, OSError) as exc:  # a mode Pillow cannot convert, say
-        raise DataError(name_of(source, name), f"cannot convert this image ({exc})") from None
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
+@contextlib.contextmanager
+def converting(name: str | Path) -> Iterator[None]:
+    """Turn Pillow's and numpy's complaints about a decoded image (a mode Pillow cannot convert, say)
+    into the one-line DataError(name, ...) every reader of image files gives."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        raise DataError(name, f"cannot convert this image ({exc})") from None
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Grey levels (any float array) rounded and clipped to uint8."""
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 

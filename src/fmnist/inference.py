@@ -297,10 +297,8 @@ def _prepare(item: _Item, spec: ImageSpec, invert: str) -> tuple[np.ndarray, dic
     if item.kind == "error":
         raise DataError(item.name, item.source)
     if item.kind == "image":
-        try:
+        with images.converting("<image>"):
             prepared = images.prepare(item.source, spec, invert)
-        except (ValueError, OSError) as exc:  # a mode Pillow cannot convert, say
-            raise DataError("<image>", f"cannot convert this image ({exc})") from None
     elif item.kind == "stdin":
         prepared = images.load(sys.stdin.buffer.read(), spec, invert, name="<stdin>")
     elif item.kind == "bytes":

@@ -226,12 +226,10 @@ def load_grayscale_image(path: Path) -> np.ndarray:
     new images match it.
     """
     image = image_files.open_image(path)
-    try:
+    with images.converting(path):
         if image.size == (IMAGE_SIZE, IMAGE_SIZE):
-            return np.clip(np.rint(images.to_grayscale(image)), 0, 255).astype(np.uint8)
+            return images.to_uint8(images.to_grayscale(image))
         return images.prepare(image, invert="never").pixels
-    except (ValueError, OSError) as exc:
-        raise DataError(path, f"cannot convert this image ({exc})") from None
 
 
 def read_image_folder(root: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:

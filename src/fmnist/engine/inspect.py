@@ -34,14 +34,14 @@ def feature_maps(model: nn.Module, images: np.ndarray) -> list[tuple[str, np.nda
         elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
             watched.append((name, module))
     captured: dict[int, torch.Tensor] = {}
-    # The first call of each layer only: a model with flip TTA (`fast`) runs its layers again on the mirror image.
-    hooks = [module.register_forward_hook(lambda m, i, o, key=index: captured.setdefault(key, o.detach()))
+    hooks = [module.register_forward_hook(lambda m, i, o, key=index: captured.__setitem__(key, o.detach()))
              for index, (_, module) in enumerate(watched)]
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        model(torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).to(device))
+        with models.single_view(model):  # the image's own maps, not its mirror image's (flip TTA)
+            model(torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).to(device))
     finally:
         for hook in hooks:
             hook.remove()

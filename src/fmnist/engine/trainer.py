@@ -142,8 +142,8 @@ def fit(
     torch.manual_seed(config.seed)  # one place: weights, dropout and (below) the shuffle order
     architecture = models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes,
                                            options=config.model_options)
-    # Channels-last: oneDNN's and cuDNN's fast convolution layout (MiniVGGNet on 2 CPU cores: 79 → 66
-    # s/epoch). Only the memory layout changes; state_dict and model files are the same.
+    # Channels-last: oneDNN's and cuDNN's fast convolution layout. Only the memory layout changes;
+    # state_dict and model files are the same.
     model = models.build(architecture).to(device).to(memory_format=torch.channels_last)
     amp_dtype = resolve_precision(config.precision, device)
     augment = Augment.named(config.augment, config.crop_pad)  # draws from the seeded global generator

@@ -18,7 +18,7 @@ from torch import nn
 
 from fmnist.errors import FmnistError
 from fmnist.models import seeds as _seeds  # noqa: F401  (registers the write-ups' models)
-from fmnist.models import fast as _fast  # noqa: F401  (registers fmnist's own fast models)
+from fmnist.models.fast import single_view  # (importing it registers fmnist's own fast models)
 from fmnist.models.registry import check_arguments, create, describe, names, register
 from fmnist.models.spec import (
     DEFAULT_SPEC,
@@ -44,6 +44,7 @@ __all__ = [
     "load_spec",
     "names",
     "register",
+    "single_view",
     "summarize",
     "validate_spec",
 ]

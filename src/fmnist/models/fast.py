@@ -9,11 +9,14 @@ at twice the width, for a GPU or a longer CPU budget.
 
 Measured (benchmarks/fast_recipe.py; table in benchmarks/README.md): with flip TTA the recipe ends
 0.16 points higher than without; GELU instead of ReLU is equal within noise and 4 % slower per epoch.
-The widths and the unscaled logits (airbench scales them by 1/8) were picked in one-seed exploratory
-runs on the CPU: widths 24-192 and a 1/8 scale both did worse per second.
+The widths (16-128) and the unscaled logits (airbench scales them by 1/8) were picked in one-seed
+exploratory runs that were not kept; no table here measures them.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -60,6 +63,20 @@ class FastNet(nn.Module):
         if self.training or not self.tta:
             return self.logits(x)
         return 0.5 * (self.logits(x) + self.logits(torch.flip(x, dims=[3])))
+
+
+@contextlib.contextmanager
+def single_view(model: nn.Module) -> Iterator[nn.Module]:
+    """Flip TTA switched off for the duration: code that watches each layer's output (the summary's
+    shapes, feature maps) must see one pass over the image, not a second one over its mirror."""
+    tta = getattr(model, "tta", False)
+    if tta:
+        model.tta = False
+    try:
+        yield model
+    finally:
+        if tta:
+            model.tta = tta
 
 
 @register("fast", "fmnist's CPU speed model (recipe `fast`): stem 16 → 3 × [conv → pool → BN → ReLU] (32, 64, "

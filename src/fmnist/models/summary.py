@@ -13,6 +13,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from fmnist.models.fast import single_view
+
 _KERAS_STAT_BUFFERS = ("running_mean", "running_var")  # BatchNorm's moving statistics; not num_batches_tracked
 
 
@@ -84,20 +86,15 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> M
 
     modes = {name: module.training for name, module in named.items()}
     handles = [module.register_forward_hook(hook_for(name)) for name, module in leaves.items()]
-    tta = getattr(model, "tta", None)  # flip TTA (models/fast.py) would run every layer a second time
     try:
         model.eval()
-        if tta:
-            model.tta = False
-        with torch.no_grad():
+        with torch.no_grad(), single_view(model):
             model(torch.zeros((1, *input_shape), dtype=torch.uint8, device=device))
     finally:
         for handle in handles:
             handle.remove()
         for name, module in named.items():
             module.training = modes[name]
-        if tta:
-            model.tta = tta
     for name, module in named.items():  # tensors the forward pass did not account for
         count = sum(_own_counts(module))
         if count and name not in seen:
