@@ -19,7 +19,7 @@ run: data
 	$(BIN)/fmnist info
 	$(BIN)/fmnist explore --out $(RUN_DIR)/explore
 	rm -rf $(RUN_DIR)/baseline
-	$(BIN)/fmnist train --config configs/seed000-baseline.yaml --out $(RUN_DIR)/baseline
+	$(BIN)/fmnist train --config configs/writeup000-baseline.yaml --out $(RUN_DIR)/baseline
 	$(BIN)/fmnist evaluate $(RUN_DIR)/baseline/model.safetensors --out $(RUN_DIR)/baseline/evaluation
 	$(BIN)/fmnist export $(RUN_DIR)/baseline/model.safetensors
 	$(BIN)/python -c "import fmnist, PIL.Image as I; I.fromarray(fmnist.load_dataset().test.images[1]).save('$(RUN_DIR)/sample_image.png')"

@@ -4,6 +4,8 @@ The data layer imports quickly; everything that needs torch is loaded on first u
 `import fmnist` and commands like `fmnist data` stay fast.
 """
 
+import importlib
+
 from fmnist.data.dataset import FASHION_CLASSES, Dataset, Split, load_dataset
 from fmnist.errors import DataError, FmnistError
 
@@ -13,7 +15,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "TrainConfig": ("fmnist.engine.config", "TrainConfig"),
     "build_config": ("fmnist.engine.config", "build_config"),
-    "train": ("fmnist.engine.run", "train"),
+    "train": ("fmnist.workflows.train_run", "train"),
+    "cross_validate": ("fmnist.workflows.crossval", "cross_validate"),
+    "evaluate": ("fmnist.workflows.evaluate_file", "evaluate_file"),
+    "find_lr": ("fmnist.workflows.lr_find", "find_lr"),
     "load_model": ("fmnist.modelfile", "load_model"),
     "save_model": ("fmnist.modelfile", "save_model"),
     "ModelFile": ("fmnist.modelfile", "ModelFile"),
@@ -28,7 +33,6 @@ _LAZY = {
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'fmnist' has no attribute {name!r}")
-    import importlib
 
     module_name, attribute = _LAZY[name]
     module = importlib.import_module(module_name)
@@ -48,7 +52,10 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "build_config",
+    "cross_validate",
+    "evaluate",
     "export_onnx",
+    "find_lr",
     "load_dataset",
     "load_model",
     "load_predictor",

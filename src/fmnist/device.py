@@ -1,19 +1,27 @@
-"""Which device runs the work: `auto` picks CUDA when present, else the CPU."""
+"""Which device runs the work (`auto` picks CUDA when present, else the CPU) and in which precision.
+
+torch is imported inside the functions: the training config imports the choices below, and the
+commands that only parse options (`--help`, `fmnist predict model.onnx`) must not wait for torch.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import torch
-
-from fmnist.engine.config import PRECISIONS as PRECISION_CHOICES
 from fmnist.errors import FmnistError
 
+if TYPE_CHECKING:
+    import torch
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto` → cuda if available else cpu; `cuda` without a GPU is an error, not a silent fallback."""
+    import torch  # torch on first use (module docstring)
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
@@ -26,6 +34,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def describe_device(device: torch.device) -> str:
+    import torch  # torch on first use (module docstring)
+
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB)"
@@ -40,8 +50,10 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     Weights, optimizer state and the loss stay fp32 either way (autocast covers the forward pass).
     Measured on this project's 2-core AVX512-BF16 CPU: MiniVGGNet at batch 32 trains 1.5x faster.
     """
-    if name not in PRECISION_CHOICES:
-        raise FmnistError(f"precision: expected one of {', '.join(PRECISION_CHOICES)}, got {name!r}")
+    import torch  # torch on first use (module docstring)
+
+    if name not in PRECISIONS:
+        raise FmnistError(f"precision: expected one of {', '.join(PRECISIONS)}, got {name!r}")
     if name == "fp32":
         return None
     if name == "bf16":
@@ -57,6 +69,8 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
 def cuda_has_native_bf16(device: torch.device) -> bool:
     """Ampere (compute capability 8.0) and later compute bf16 natively; older GPUs only emulate it,
     which torch.cuda.is_bf16_supported() counts as support by default."""
+    import torch  # torch on first use (module docstring)
+
     return torch.cuda.get_device_properties(device).major >= 8
 
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fmnist._io import atomic_path
 from fmnist.errors import FmnistError
+from fmnist.modelfile import load_model, preprocessing_record
 from fmnist.inference import ONNX_FORMAT, ONNX_INPUT, ONNX_LOGITS, ONNX_PROBABILITIES, OnnxPredictor, softmax
 
 FORMAT_VERSION = 1
@@ -44,10 +46,6 @@ def export_onnx(model_file, out: str | Path, check_images: np.ndarray | None = N
     `check_images` (N, 28, 28) uint8 are run through both runtimes; outputs must agree within
     1e-4. Without them, 1,000 random images are used.
     """
-    import torch
-
-    from fmnist.modelfile import load_model, preprocessing_record
-
     _require_onnx_packages()
     loaded = load_model(model_file) if isinstance(model_file, (str, Path)) else model_file
     out = Path(out)
@@ -84,7 +82,7 @@ def export_onnx(model_file, out: str | Path, check_images: np.ndarray | None = N
     proto.doc_string = (f"fmnist model {loaded.name}: input {ONNX_INPUT} uint8 (N, 1, {size}, {size}) raw pixels; "
                         f"outputs {ONNX_LOGITS} and {ONNX_PROBABILITIES} (N, {len(loaded.classes)})")
 
-    import onnx
+    import onnx  # an optional dependency (the onnx extra): after _require_onnx_packages said what is missing
 
     if check_images is None:
         check_images = np.random.default_rng(0).integers(0, 256, size=(1000, size, size), dtype=np.uint8)
@@ -100,8 +98,7 @@ def export_onnx(model_file, out: str | Path, check_images: np.ndarray | None = N
 
 
 def _with_probabilities(model):
-    """The model wrapped so the graph returns its logits and their softmax (torch stays a lazy import)."""
-    import torch
+    """The model wrapped so the graph returns its logits and their softmax."""
 
     class WithProbabilities(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module):
@@ -117,8 +114,6 @@ def _with_probabilities(model):
 
 def _check(path: Path, loaded, check_images: np.ndarray) -> dict:
     """Run both runtimes on the same images; the largest differences and whether argmaxes agree."""
-    import torch
-
     onnx_predictor = OnnxPredictor(path, device="cpu")
     onnx_logits = onnx_predictor.logits(check_images)
     onnx_probabilities = np.concatenate([

@@ -18,8 +18,9 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from fmnist._io import open_for_reading
 from fmnist.errors import DataError
@@ -37,15 +38,29 @@ WORKING_SIZE = 1024
 _ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
-def open_image(source: str | Path | bytes | BinaryIO, name: str | Path | None = None):
-    """Decode an image (its first frame) into a loaded, upright PIL image, or raise DataError(name, why).
+@dataclass
+class DecodedImage:
+    """A decoded image file: its first frame, loaded and upright, and what the file itself said."""
+
+    image: Any  # a loaded PIL image, maybe smaller than the file's (see WORKING_SIZE)
+    width: int  # the full-resolution upright size
+    height: int
+    mode: str  # the file's own PIL mode (RGB, RGBA, L, I;16, CMYK, P, ...)
+    frames: int = 1  # frames in the file (an animation's first frame is decoded)
+
+    @classmethod
+    def of(cls, image) -> DecodedImage:
+        """A PIL image that was not read from a file, described by itself."""
+        return cls(image, image.size[0], image.size[1], image.mode, getattr(image, "n_frames", 1))
+
+
+def open_image(source: str | Path | bytes | BinaryIO, name: str | Path | None = None) -> DecodedImage:
+    """Decode an image (its first frame), or raise DataError(name, why).
 
     `source` is a path, the file's bytes, or a binary file object (read, and left open); `name`
-    names it in errors. The returned image may be smaller than the file's (see WORKING_SIZE); its
-    `info["fmnist_size"]` is the full-resolution upright (width, height), `info["fmnist_frames"]`
-    the number of frames and `info["fmnist_mode"]` the file's own mode.
+    names it in errors.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError  # Pillow on first use: `import fmnist` stays light
 
     _quiet_pillow()
     name = name_of(source, name)
@@ -87,8 +102,7 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | Path | None = 
         raise DataError(name, f"truncated or corrupt image ({detail})") from None
     if orientation in _ROTATING_ORIENTATIONS:
         width, height = height, width
-    image.info.update(fmnist_size=(width, height), fmnist_frames=frames, fmnist_mode=mode)
-    return image
+    return DecodedImage(image, width, height, mode, frames)
 
 
 def name_of(source, name=None) -> str | Path:
@@ -147,7 +161,7 @@ def _quiet_pillow() -> None:
     global _filters_installed
     with _FILTER_LOCK:
         if not _filters_installed:
-            from PIL import Image
+            from PIL import Image  # Pillow on first use: `import fmnist` stays light
             # The plugins of FORMATS only (Image.init() would import all forty, 35 ms more per run).
             from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin  # noqa: F401
             from PIL import TiffImagePlugin, WebPImagePlugin  # noqa: F401

@@ -15,61 +15,29 @@ A 28×28 image that already looks like the dataset (a dark background, an object
 dataset's size) is used exactly as it is, so a test image saved as PNG predicts exactly what its
 array predicts.
 
-What the training images looked like (size, object size, background) is an `ImageSpec`; the trainer
-measures it from the training set and the model file records it. Reading files is
-`fmnist.image_files`. Nothing here imports torch: the ONNX prediction path stays light.
+What the training images looked like (size, object size, background) is an `ImageSpec`
+(`fmnist.image_spec`); the trainer measures it from the training set and the model file records it.
+Reading files is `fmnist.image_files`. Nothing here imports torch: the ONNX prediction path stays light.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from fmnist.errors import DataError
-from fmnist.image_files import WORKING_SIZE, name_of, open_image
+from fmnist.errors import DataError, FmnistError
+from fmnist.image_files import WORKING_SIZE, DecodedImage, name_of, open_image
+from fmnist.image_spec import FASHION_SPEC, ImageSpec, measure_spec  # noqa: F401  (re-exported: fmnist.images.ImageSpec)
 
 INVERT_CHOICES = ("auto", "always", "never")
 # How far a 28x28 image's background may be from the dataset's (black) and still count as looking
 # like the dataset: every one of the 70,000 Fashion-MNIST images is within 51 grey levels.
 DATASET_LIKE_BACKGROUND = 0.25
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """What a model's training images look like; `prepare` makes other images look the same."""
-
-    size: int = 28  # the model's input is size × size pixels
-    object_size: int = 28  # longest side of the object (Fashion-MNIST fills the frame: 28; MNIST digits: 20)
-    background: str = "dark"  # dark: light objects on black (Fashion-MNIST, MNIST); light: dark on white
-    tolerance: float = 0.05  # a pixel within this share of full intensity of the background is background
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.size, int) and self.size >= 2):
-            raise ValueError(f"image spec: size must be an integer >= 2, got {self.size!r}")
-        if not (isinstance(self.object_size, int) and 1 <= self.object_size <= self.size):
-            raise ValueError(f"image spec: object_size must be an integer in 1..{self.size}, got {self.object_size!r}")
-        if self.background not in ("dark", "light"):
-            raise ValueError(f"image spec: background must be dark or light, got {self.background!r}")
-        if not (isinstance(self.tolerance, (int, float)) and 0 <= self.tolerance < 0.5):
-            raise ValueError(f"image spec: tolerance must be in [0, 0.5), got {self.tolerance!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ImageSpec:
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"image spec: unknown key(s) {', '.join(unknown)}")
-        return cls(**values)
-
-
-FASHION_SPEC = ImageSpec()
 
 
 @dataclass
@@ -109,7 +77,7 @@ def to_grayscale(image) -> np.ndarray:
     pixel's colour is arbitrary); 16-bit images are scaled (65535 → 255), never clipped; CMYK and
     the other colour spaces go through RGB; 8-bit images keep their exact integer values.
     """
-    from PIL import Image
+    from PIL import Image  # Pillow on first use: `import fmnist` stays light
 
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
@@ -141,13 +109,12 @@ def to_grayscale(image) -> np.ndarray:
 
 
 def prepare(image, spec: ImageSpec = FASHION_SPEC, invert: str = "auto") -> PreparedImage:
-    """The model's (size, size) uint8 input for a PIL image (see the module docstring)."""
+    """The model's (size, size) uint8 input for a PIL image or a DecodedImage (see the module docstring)."""
     if invert not in INVERT_CHOICES:
-        raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
-    width, height = image.info.get("fmnist_size", image.size)  # full resolution, upright
-    frames = image.info.get("fmnist_frames", getattr(image, "n_frames", 1))
-    mode = image.info.get("fmnist_mode", image.mode)
-    gray = to_grayscale(image)  # (H, W) float32, maybe already reduced while decoding
+        raise FmnistError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
+    decoded = image if isinstance(image, DecodedImage) else DecodedImage.of(image)
+    width, height, frames, mode = decoded.width, decoded.height, decoded.frames, decoded.mode
+    gray = to_grayscale(decoded.image)  # (H, W) float32, maybe already reduced while decoding
     if max(gray.shape) > WORKING_SIZE:
         gray = _resize(gray, _fit(gray.shape[1], gray.shape[0], WORKING_SIZE))
     scale_x, scale_y = width / gray.shape[1], height / gray.shape[0]
@@ -226,7 +193,7 @@ def _object_mask(gray: np.ndarray, background: float, tolerance: float) -> np.nd
     """Pixels that differ from the background; specks are removed on images large enough to have them."""
     mask = np.abs(gray - background) > tolerance
     if min(gray.shape) >= 100:
-        from PIL import Image, ImageFilter
+        from PIL import Image, ImageFilter  # Pillow on first use: `import fmnist` stays light
 
         cleaned = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MedianFilter(3))
         cleaned_mask = np.asarray(cleaned) > 127
@@ -291,7 +258,7 @@ def _sharpen(pixels: np.ndarray) -> np.ndarray:
     Measured on 2,000 photo-like test images (benchmarks/photos.py), baseline model: 89.3 % without
     sharpening, 89.9 % with it; stronger settings (100-150 %) did no better.
     """
-    from PIL import Image, ImageFilter
+    from PIL import Image, ImageFilter  # Pillow on first use: `import fmnist` stays light
 
     return np.asarray(Image.fromarray(pixels).filter(ImageFilter.UnsharpMask(radius=1.0, percent=60, threshold=0)))
 
@@ -304,38 +271,10 @@ def _fit(width: int, height: int, longest: int) -> tuple[int, int]:
 
 def _resize(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resample a float image to (width, height): Lanczos, antialiased when shrinking."""
-    from PIL import Image
+    from PIL import Image  # Pillow on first use: `import fmnist` stays light
 
     if (gray.shape[1], gray.shape[0]) == size:
         return gray
     resized = Image.fromarray(np.ascontiguousarray(gray, dtype=np.float32), mode="F").resize(
         size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     return np.clip(np.asarray(resized, dtype=np.float32), 0, 255)
-
-
-# --------------------------------------------------------------------------- measuring a training set
-
-
-def measure_spec(images: np.ndarray, tolerance: float = FASHION_SPEC.tolerance, sample: int = 5000) -> ImageSpec:
-    """The ImageSpec of a training set (N, H, W) uint8: its background and typical object size.
-
-    Fashion-MNIST: dark background, objects 28 px on their longest side; MNIST digits: 20 px.
-    """
-    images = np.asarray(images)
-    if images.ndim != 3 or images.shape[1] != images.shape[2] or not len(images):
-        raise ValueError(f"expected square images (N, H, H), got shape {images.shape}")
-    size = int(images.shape[1])
-    step = max(1, len(images) // sample)
-    chosen = images[::step][:sample].astype(np.int16)
-    borders = np.concatenate([chosen[:, 0, :], chosen[:, -1, :], chosen[:, :, 0], chosen[:, :, -1]], axis=1)
-    background = "dark" if float(np.median(borders)) < 128 else "light"
-    level = 0 if background == "dark" else 255
-    mask = np.abs(chosen - level) > tolerance * 255
-    rows, cols = mask.any(axis=2), mask.any(axis=1)  # (N, H), (N, W)
-    positions = np.arange(size)
-    height = np.where(rows, positions, -1).max(1) - np.where(rows, positions, size).min(1) + 1
-    width = np.where(cols, positions, -1).max(1) - np.where(cols, positions, size).min(1) + 1
-    longest = np.maximum(height, width)
-    longest = longest[longest > 0]
-    object_size = int(np.median(longest)) if len(longest) else size
-    return ImageSpec(size=size, object_size=max(1, min(size, object_size)), background=background, tolerance=tolerance)

@@ -14,17 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
+from fmnist import __version__, models
 from fmnist._io import atomic_path
 from fmnist.errors import FmnistError, ModelFileError
-from fmnist.images import FASHION_SPEC, ImageSpec
+from fmnist.image_spec import FASHION_SPEC, ImageSpec
 
 FORMAT = "fmnist.model"
 FORMAT_VERSION = 1
 INPUT_SHAPE = [1, 28, 28]
 # The model itself scales raw pixels (see models/layers.py: Rescale), so a caller only needs this.
-# "image" is what the training images looked like (fmnist.images.ImageSpec): `fmnist predict` makes a
+# "image" is what the training images looked like (fmnist.image_spec.ImageSpec): `fmnist predict` makes a
 # real-world image look the same. Files written before it was recorded get Fashion-MNIST's.
 PREPROCESSING = {
     "input": "raw pixel values 0-255 (uint8 or float), shape (N, 1, 28, 28), light object on dark background",
@@ -88,10 +91,6 @@ def save_model(
 ) -> Path:
     """Write the model file atomically. `extra_*` carry resume state in checkpoints; `image_spec`
     says what the training images looked like (`fmnist.images.measure_spec`)."""
-    from safetensors.torch import save_file
-
-    from fmnist import __version__
-
     tensors = model_tensors(model)
     digest = _tensors_digest(tensors)
     for key, value in (extra_tensors or {}).items():
@@ -118,8 +117,6 @@ def save_model(
 
 def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The raw tensors and metadata of a safetensors file, with one-line errors."""
-    from safetensors import SafetensorError, safe_open
-
     path = ModelFileError.require_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -149,8 +146,6 @@ def _json_field(path: Path, metadata: dict[str, str], key: str, kind: type, defa
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFile:
     """Rebuild a model from its file alone. The model comes back in eval mode on `device`."""
-    from fmnist import models
-
     path = Path(path)
     tensors, metadata = read_file(path)
     if metadata.get("format") != FORMAT:

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from fmnist.data import sources
+from fmnist.data.dataset import read_source
 from fmnist.cli._common import DataOption, OutOption, QuietOption, command, console, download_progress, load, note, source_line
 from fmnist.errors import FmnistError
 
@@ -16,6 +18,7 @@ from fmnist.errors import FmnistError
 @command()
 def info(data: DataOption = None, quiet: QuietOption = False) -> None:
     """Load and validate both splits; print the source, counts per split and class, and the device."""
+    # torch is imported by the commands that use it, so that --help and the light commands start fast.
     import torch
 
     from fmnist.device import describe_device, resolve_device
@@ -49,9 +52,6 @@ def data(
     quiet: QuietOption = False,
 ) -> None:
     """Locate, verify (or download) the dataset and print where it is."""
-    from fmnist.data import sources
-    from fmnist.data.dataset import read_source
-
     mirrors = tuple(mirror) if mirror else sources.MIRRORS
     if download and data is not None:
         raise FmnistError("--download fetches the official files into the cache; it does not combine with --data")
@@ -73,7 +73,7 @@ def explore(
     quiet: QuietOption = False,
 ) -> None:
     """The first look at the data: sample grids, class distributions, a summary and report.html."""
-    from fmnist.report.explore import explore as run_explore
+    from fmnist.workflows.explore import explore as run_explore  # matplotlib: imported when drawing
 
     started = time.perf_counter()
     dataset = load(data, quiet)

@@ -9,37 +9,28 @@ import typer
 
 from fmnist.cli._common import DataOption, DeviceOption, QuietOption, command, console, load
 from fmnist.errors import FmnistError
+from fmnist.runfolder import OUTPUT_FILES, RunFolder
+
 
 @command()
 def evaluate(
     model_file: Annotated[Path, typer.Argument(help="A model file (.safetensors) written by fmnist.")],
     data: DataOption = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write evaluation files, figures and report.html here.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write evaluation files, figures and report.html here.",
+                                                show_default=False)] = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """Test loss and accuracy, the classification report, the most-confused pairs; figures with --out."""
-    from fmnist.device import resolve_device
-    from fmnist.engine.evaluate import evaluate_model, most_confused
-    from fmnist.engine.run import write_evaluation
-    from fmnist.modelfile import load_model
-    from fmnist.report.run_report import redraw
+    from fmnist.workflows.evaluate_file import evaluate_file  # loads torch: not at the top, for a fast --help
 
-    target = resolve_device(device)
-    loaded = load_model(model_file, device=target)
     dataset = load(data, quiet)
-    if len(loaded.classes) != dataset.num_classes:
-        raise FmnistError(f"{model_file}: the model knows {len(loaded.classes)} classes, the data has {dataset.num_classes}")
-    result = evaluate_model(loaded.model, dataset.test.images, dataset.test.labels, loaded.classes, target)
-    console.print(f"test loss {result['loss']:.4f}  test accuracy {result['accuracy']:.4f}  ({len(dataset.test):,} images)")
-    console.print(result["report_text"])
-    pairs = most_confused(result["confusion_matrix"], loaded.classes)
-    if pairs:
-        console.print("most confused: " + "; ".join(f"{t} → {p} ({n})" for t, p, n in pairs))
+    result = evaluate_file(model_file, out=out, dataset=dataset, data=data, device=device)
+    console.print(f"test loss {result.loss:.4f}  test accuracy {result.accuracy:.4f}  ({len(dataset.test):,} images)")
+    console.print(result.report_text)
+    if result.most_confused:
+        console.print("most confused: " + "; ".join(f"{t} → {p} ({n})" for t, p, n in result.most_confused))
     if out is not None:
-        write_evaluation(out, result, loaded.classes, dataset.test.labels, str(data) if data else None,
-                         str(Path(model_file).resolve()))
-        redraw(out, dataset, title=f"fmnist evaluate: {model_file}")
         console.print(f"wrote evaluation.json, predictions.npz, figures and report.html to {out}")
 
 
@@ -50,15 +41,13 @@ def report(
     quiet: QuietOption = False,
 ) -> None:
     """Redraw every figure of an output folder from its saved files and rewrite its report.html."""
-    from fmnist.report.run_report import redraw
+    from fmnist.workflows.redraw import redraw  # the workflows load torch: imported by the commands that run them
 
     if not folder.is_dir():
         raise FmnistError(f"{folder}: no such directory")
-    known = ("history.csv", "cv.json", "evaluation.json", "metrics.json")
-    if not any((folder / name).is_file() for name in known):
-        raise FmnistError(f"{folder}: not an fmnist output folder (none of {', '.join(known)})")
-    dataset = load(data, quiet) if data is not None else None
-    path = redraw(folder, dataset)
+    if not RunFolder(folder).is_output_folder():
+        raise FmnistError(f"{folder}: not an fmnist output folder (none of {', '.join(OUTPUT_FILES)})")
+    path = redraw(folder, load(data, quiet) if data is not None else None)
     console.print(f"wrote {path}")
 
 
@@ -72,31 +61,13 @@ def activations(
     quiet: QuietOption = False,
 ) -> None:
     """Feature maps (write-up 003): one row per test image, one column per conv/pool layer."""
-    from fmnist.engine.inspect import feature_maps
-    from fmnist.modelfile import load_model
-    from fmnist.report import diagnostics, html
+    from fmnist.workflows.activations import draw_activations  # loads torch: not at the top, for a fast --help
 
     try:
         ids = [int(part) for part in images.split(",") if part.strip()]
     except ValueError:
         raise FmnistError(f"--images: expected comma-separated integers, got {images!r}") from None
-    if not ids:
-        raise FmnistError("--images: give at least one test-image index")
-    if filter_index < 0:
-        raise FmnistError(f"--filter must be >= 0, got {filter_index}")
-    loaded = load_model(model_file)
-    dataset = load(data, quiet)
-    bad = [i for i in ids if not 0 <= i < len(dataset.test)]
-    if bad:
-        raise FmnistError(f"--images: index {bad[0]} is outside 0-{len(dataset.test) - 1}")
-    chosen = dataset.test.images[ids]
-    layers = feature_maps(loaded.model, chosen)
-    if not layers:
-        raise FmnistError(f"{model_file}: the model has no convolution or pooling layers to show")
-    out.mkdir(parents=True, exist_ok=True)
-    figure = diagnostics.plot_feature_maps(chosen, ids, layers, filter_index, out / "feature-maps.png")
-    html.write_report(out / "report.html", f"fmnist activations: {model_file}",
-                      [("Feature maps", html.figure(figure, f"Filter {filter_index}, test images {images}"))])
+    layers = draw_activations(model_file, out, ids, filter_index, dataset=load(data, quiet))
     for name, maps in layers:
         console.print(f"{name:24s} {tuple(maps.shape[1:])}")
     console.print(f"wrote feature-maps.png and report.html to {out}")

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from fmnist.cli._common import DataOption, DeviceOption, QuietOption, command, console, note
 from fmnist.errors import FmnistError
-from fmnist.inference import CHUNK
+from fmnist.inference import CHUNK, format_line
 
 
 @command()
@@ -44,49 +47,31 @@ def predict(
     Exit status 0 when every file was predicted, 1 when some could not be (one line each on
     stderr), 2 for a usage error (bad model file or option).
     """
-    import warnings
-
-    from fmnist import images
-    from fmnist.inference import format_line, iter_predictions, load_predictor
+    from fmnist.workflows.predict_files import predict_files  # loads torch only for .safetensors models
 
     # Pillow's warnings about odd files (corrupt EXIF data, say) would add lines to stderr for a file
     # that is predicted fine; a file that fails gets its own one-line error.
     warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
 
-    if invert not in images.INVERT_CHOICES:
-        raise FmnistError(f"--invert: expected one of {', '.join(images.INVERT_CHOICES)}, got {invert!r}")
-    if top_k < 1:
-        raise FmnistError(f"--top-k must be at least 1, got {top_k}")
-    if batch_size is not None and batch_size < 1:
-        raise FmnistError(f"--batch-size must be at least 1, got {batch_size}")
-    if paths.count("-") > 1:
-        raise FmnistError("- (standard input) can be given once")
-    predictor = load_predictor(model_file, device=device, batch_size=batch_size)
     progress = _Progress(quiet, announce=as_json)
-    failed = 0
-    kept = []  # only with --json or --show-input: the records to print or draw at the end
+
+    def show(prediction) -> None:
+        if not prediction.ok:
+            progress.message(f"fmnist: error: {prediction.path}: {prediction.error}")
+        elif not as_json:
+            progress.result(format_line(prediction))
+
     try:
-        for prediction in iter_predictions(predictor, paths, top_k=top_k, invert=invert, on_error="record",
-                                           progress=progress.advance):
-            if not prediction.ok:
-                failed += 1
-                progress.message(f"fmnist: error: {prediction.path}: {prediction.error}")
-                continue
-            if as_json or show_input is not None:
-                kept.append(prediction)
-            if not as_json:
-                progress.result(format_line(prediction))
+        summary = predict_files(model_file, paths, show, top_k=top_k, invert=invert, device=device,
+                                batch_size=batch_size, keep=as_json, show_input=show_input, progress=progress.advance)
     finally:
         progress.close()
     if as_json:
-        sys.stdout.write(json.dumps([p.as_dict() for p in kept], indent=2) + "\n")
-    if show_input is not None and kept:
-        from fmnist.report.predictions import write_inputs
-
-        report = write_inputs(show_input, kept, predictor)
-        count = f"{len(kept)} input image{'s' if len(kept) != 1 else ''}"
-        note(quiet)(f"wrote {count}, inputs.png and {report.name} to {show_input}")
-    if failed:
+        sys.stdout.write(json.dumps([p.as_dict() for p in summary.kept], indent=2) + "\n")
+    if summary.report is not None:
+        count = f"{len(summary.kept)} input image{'s' if len(summary.kept) != 1 else ''}"
+        note(quiet)(f"wrote {count}, inputs.png and {summary.report.name} to {show_input}")
+    if summary.failed:
         raise typer.Exit(1)
 
 
@@ -99,8 +84,6 @@ class _Progress:
         self.done = 0
         self.live = None
         if not quiet and sys.stderr.isatty():
-            from rich.progress import Progress, SpinnerColumn, TextColumn
-
             self.live = Progress(SpinnerColumn(), TextColumn("predicted {task.completed:,} images"),
                                  console=_stderr_console(), transient=True)
             self.live.start()
@@ -131,8 +114,6 @@ class _Progress:
 
 
 def _stderr_console():
-    from rich.console import Console
-
     return Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -148,32 +129,13 @@ def export(
 ) -> None:
     """Export to ONNX (dynamic batch axis, uint8 pixels in, logits and probabilities out), checked
     against PyTorch with onnxruntime on the test images before it is written."""
-    from fmnist.data.dataset import load_dataset
-    from fmnist.errors import DataError
-    from fmnist.export import export_onnx
-    from fmnist.modelfile import load_model
+    from fmnist.workflows.export_file import export_file  # torch and onnx: imported when exporting
 
     if export_format != "onnx":
         raise FmnistError(f"--format: expected onnx, got {export_format!r}")
-    target = out if out is not None else model_file.with_suffix(".onnx")
-    if target.resolve() == model_file.resolve():
-        raise FmnistError(f"--out {target}: would overwrite the model file")
-    loaded = load_model(model_file)
-    log = note(quiet)
-    try:
-        dataset = load_dataset(data, download=False, log=log)
-    except DataError as exc:
-        if data is not None:
-            raise
-        log(f"no test images to check against ({exc}); checking on random images instead")
-        dataset = None
-    check_images, check_name = None, ""
-    if dataset is not None:
-        if dataset.test.images.shape[1:] == (loaded.image_spec.size,) * 2:
-            check_images, check_name = dataset.test.images, f"the {len(dataset.test):,} test images"
-    result = export_onnx(loaded, target, check_images=check_images, check_name=check_name)
-    size = target.stat().st_size / 2**20
+    result = export_file(model_file, out, data=data, log=note(quiet))
+    size = result.path.stat().st_size / 2**20
     agreement = "same predictions" if result.same_predictions else "some predictions differ at ties"
-    console.print(f"wrote {target} ({size:.1f} MiB): onnxruntime matches PyTorch on {result.checked_on} "
+    console.print(f"wrote {result.path} ({size:.1f} MiB): onnxruntime matches PyTorch on {result.checked_on} "
                   f"(max |difference| {result.max_logit_difference:.1e} in logits, "
                   f"{result.max_probability_difference:.1e} in probabilities; {agreement})")

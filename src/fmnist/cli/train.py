@@ -1,4 +1,8 @@
-"""Model and training commands: models, summary, train, cv, lr-find."""
+"""Model and training commands: models, summary, train, cv, lr-find.
+
+The models and the workflows import torch (seconds on a small machine): each command imports them
+itself, so that `fmnist --help` and the commands that need no torch start fast.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,43 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from fmnist.cli._common import DataOption, QuietOption, command, console, load, option
+from fmnist.engine.config import build_config, load_run_config
+from fmnist.engine.progress import make_progress
+from fmnist.cli._common import (
+    TRAINING_OPTIONS,
+    DataOption,
+    QuietOption,
+    command,
+    console,
+    load,
+    option,
+    training_options,
+)
 from fmnist.errors import FmnistError
 
-ModelOption = option(str, "--model", "A registered model (see `fmnist models`). [default: baseline]")
-SpecOption = option(Path, "--spec", "A CNN spec file (YAML/JSON, write-up 002's parameter dict) instead of --model.")
+# Every option a training run takes, in the order --help lists them.
+TRAINING = ("model", "spec", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+            "schedule", "warmup_epochs", "label_smoothing", "augment", "val", "seed", "device", "precision", "recipe",
+            "limit", "checkpoint", "early_stop", "config")
 
 
 def _load_spec(spec: Optional[Path]) -> Optional[dict]:
-    from fmnist import models
+    from fmnist import models  # torch: imported when a command needs it, so that --help starts fast
 
     return None if spec is None else models.validate_spec(models.load_spec(spec))
+
+
+def _settings(options: dict, data: Optional[Path] = None, **overrides):
+    """A TrainConfig from the options given (config file < options); `overrides` replace options."""
+    values = {**options, **overrides}
+    config, spec = values.pop("config", None), values.pop("spec", None)
+    return build_config(config, spec=_load_spec(spec), data=str(data) if data is not None else None, **values)
 
 
 @command("models")
 def list_models() -> None:
     """List the registered models with their parameter counts (Keras-style)."""
-    from fmnist import models
+    from fmnist import models  # torch: imported when a command needs it, so that --help starts fast
 
     table = Table(title="Registered models")
     for column in ("name", "params", "trainable", "description"):
@@ -38,11 +62,12 @@ def list_models() -> None:
 
 @command()
 def summary(
-    name: Annotated[Optional[str], typer.Argument(help="A registered model name, or a spec file (.yaml/.json).", show_default=False)] = None,
-    spec: SpecOption = None,
+    name: Annotated[Optional[str], typer.Argument(help="A registered model name, or a spec file (.yaml/.json).",
+                                                  show_default=False)] = None,
+    spec: TRAINING_OPTIONS["spec"] = None,
 ) -> None:
     """A Keras-style layer table: layer, type, output shape, params; totals."""
-    from fmnist import models
+    from fmnist import models  # torch: imported when a command needs it, so that --help starts fast
 
     if name is not None and spec is None and (name.endswith((".yaml", ".yml", ".json")) or Path(name).is_file()):
         spec, name = Path(name), None
@@ -53,94 +78,35 @@ def summary(
     typer.echo(models.format_summary(models.summarize(models.build(architecture)), title))
 
 
-# Every training option, shared by train and cv (one spelling everywhere).
-EpochsOption = option(int, "--epochs", "Epochs. [default: 10]")
-BatchSizeOption = option(int, "--batch-size", "Batch size. [default: 32]")
-OptimizerOption = option(str, "--optimizer", "sgd | adam | adamw. [default: sgd]")
-LrOption = option(float, "--lr", "Learning rate. [default: 0.01 for sgd, 0.001 for adam/adamw]")
-MomentumOption = option(float, "--momentum", "SGD momentum. [default: 0.9]")
-NesterovOption = option(bool, "--nesterov/--no-nesterov", "Nesterov momentum (SGD). [default: off]")
-WeightDecayOption = option(float, "--weight-decay", "Weight decay. [default: 0]")
-ScheduleOption = option(str, "--schedule", "constant | time-decay | step | cosine | onecycle | linear (warm-up, "
-                        "then linear decay to 0). [default: constant]")
-WarmupOption = option(float, "--warmup-epochs", "Warm-up of the linear schedule, in epochs. [default: 0]")
-LabelSmoothingOption = option(float, "--label-smoothing", "Label smoothing. [default: 0]")
-SeedOption = option(int, "--seed", "Random seed. [default: 1]")
-DeviceChoice = option(str, "--device", "auto | cpu | cuda. [default: auto]")
-LimitOption = option(int, "--limit", "Train on the first N training images only (smoke runs).")
-ConfigOption = option(Path, "--config", "A YAML config (see configs/); options given here override it.")
-CheckpointOption = option(str, "--checkpoint", "best | every | none. [default: best]")
-RecipeOption = option(str, "--recipe", "A named recipe (fast): its values sit under --config and the options.")
-AugmentOption = option(str, "--augment", "none | flip | crop | flip+crop | flip+crop+erase, per batch. [default: none]")
-PrecisionOption = option(str, "--precision", "auto | fp32 | bf16: autocast for training; auto = bf16 where the "
-                         "hardware has it (CUDA, AVX512-BF16/AMX CPUs). [default: auto]")
-EarlyStopOption = option(int, "--early-stop", "Stop after this many epochs without a better val_accuracy "
-                         "and restore the best weights.")
-
-
-def _settings(config, spec, **options):
-    from fmnist.engine.config import build_config
-
-    if options.get("data") is not None:
-        options["data"] = str(options["data"])
-    return build_config(config, spec=_load_spec(spec), **options)
-
-
 @command()
+@training_options(*TRAINING)
 def train(
-    model: ModelOption = None,
-    spec: SpecOption = None,
-    epochs: EpochsOption = None,
-    batch_size: BatchSizeOption = None,
-    optimizer: OptimizerOption = None,
-    lr: LrOption = None,
-    momentum: MomentumOption = None,
-    nesterov: NesterovOption = None,
-    weight_decay: WeightDecayOption = None,
-    schedule: ScheduleOption = None,
-    warmup_epochs: WarmupOption = None,
-    label_smoothing: LabelSmoothingOption = None,
-    augment: AugmentOption = None,
-    val: option(str, "--val", "test | split:FRACTION | balanced:N_PER_CLASS. [default: test]") = None,
-    seed: SeedOption = None,
-    device: DeviceChoice = None,
-    precision: PrecisionOption = None,
-    recipe: RecipeOption = None,
-    limit: LimitOption = None,
-    checkpoint: CheckpointOption = None,
-    early_stop: EarlyStopOption = None,
+    options: dict,
     resume: option(Path, "--resume", "Continue the interrupted run in this folder.") = None,
-    config: ConfigOption = None,
-    out: option(Path, "--out", "Run folder. [default: runs/MODEL-TIMESTAMP]") = None,
+    out: option(Path, "--out", "Run folder.", default="runs/MODEL-TIMESTAMP") = None,
     data: DataOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Train a model; evaluate it on the test set; write the run folder with its report.html."""
-    from fmnist.engine.progress import make_progress
-    from fmnist.engine.run import train as run_training
-    from fmnist.engine.trainer import load_run_config
+    from fmnist.workflows.train_run import train as train_run  # torch: imported when a command needs it
 
-    options = dict(model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                   nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
-                   label_smoothing=label_smoothing, augment=augment, val=val, seed=seed, device=device,
-                   precision=precision, recipe=recipe, limit=limit, checkpoint=checkpoint, early_stop=early_stop,
-                   data=data)
     if resume is not None:
-        given = sorted(key for key, value in options.items() if value is not None and key != "device")
-        if given or spec or config or out:
-            raise FmnistError(f"--resume continues the run as configured in {resume}/config.yaml; "
-                              f"drop {', '.join('--' + g.replace('_', '-') for g in given) or 'the other options'}")
+        given = sorted(key for key, value in {**options, "data": data}.items()
+                       if value is not None and key not in ("device", "config", "spec"))
+        if given or options["spec"] or options["config"] or out:
+            dropped = ", ".join("--" + key.replace("_", "-") for key in given) or "the other options"
+            raise FmnistError(f"--resume continues the run as configured in {resume}/config.yaml; drop {dropped}")
         settings = load_run_config(resume)
-        if device:
-            settings.device = device
+        if options["device"]:
+            settings.device = options["device"]
         out = resume
     else:
-        settings = _settings(config, spec, **options)
+        settings = _settings(options, data)
         if out is None:
             out = Path("runs") / f"{settings.model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     progress = make_progress(quiet)
     try:
-        result = run_training(settings, out, progress=progress, resume=resume is not None)
+        result = train_run(settings, out, progress=progress, resume=resume is not None)
     except KeyboardInterrupt:
         progress.close()
         typer.echo(f"fmnist: interrupted; continue with: fmnist train --resume {out}", err=True)
@@ -155,56 +121,37 @@ def train(
 
 
 @command()
+@training_options(*(name for name in TRAINING if name != "val"),
+                  model=Annotated[Optional[list[str]], typer.Option(
+                      "--model", help="A registered model; repeat to compare several on the same folds. "
+                                      "[default: baseline]", show_default=False)],
+                  spec=Annotated[Optional[list[Path]], typer.Option(
+                      "--spec", help="A CNN spec file; repeatable, alongside --model.", show_default=False)],
+                  checkpoint=option(str, "--checkpoint", "best | every | none, for the --final model (folds keep "
+                                                         "none).", default="best"))
 def cv(
-    model: Annotated[Optional[list[str]], typer.Option("--model", help="A registered model; repeat to compare several on the same folds. [default: baseline]", show_default=False)] = None,
-    spec: Annotated[Optional[list[Path]], typer.Option("--spec", help="A CNN spec file; repeatable, alongside --model.", show_default=False)] = None,
     folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
     stratified: Annotated[bool, typer.Option("--stratified", help="StratifiedKFold instead of KFold.")] = False,
-    final: Annotated[bool, typer.Option("--final", help="Then train on the whole training set and evaluate on the test set.")] = False,
-    epochs: EpochsOption = None,
-    batch_size: BatchSizeOption = None,
-    optimizer: OptimizerOption = None,
-    lr: LrOption = None,
-    momentum: MomentumOption = None,
-    nesterov: NesterovOption = None,
-    weight_decay: WeightDecayOption = None,
-    schedule: ScheduleOption = None,
-    warmup_epochs: WarmupOption = None,
-    label_smoothing: LabelSmoothingOption = None,
-    augment: AugmentOption = None,
-    seed: SeedOption = None,
-    device: DeviceChoice = None,
-    precision: PrecisionOption = None,
-    recipe: RecipeOption = None,
-    limit: LimitOption = None,
-    checkpoint: option(str, "--checkpoint", "best | every | none, for the --final model (folds keep none). [default: best]") = None,
-    early_stop: EarlyStopOption = None,
-    config: ConfigOption = None,
-    out: option(Path, "--out", "Output folder. [default: runs/cv-TIMESTAMP]") = None,
+    final: Annotated[bool, typer.Option("--final", help="Then train on the whole training set and evaluate on the "
+                                                        "test set.")] = False,
+    options: dict = None,
+    out: option(Path, "--out", "Output folder.", default="runs/cv-TIMESTAMP") = None,
     data: DataOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """k-fold cross-validation (write-up 000): fold scores, mean ± std, learning curves, box plot."""
-    from fmnist.engine.crossval import cross_validate
-    from fmnist.engine.progress import make_progress
-    from fmnist.report.run_report import redraw
+    from fmnist.workflows.crossval import cross_validate  # torch: imported when a command needs it
 
     if folds < 2:
         raise FmnistError(f"--folds must be at least 2, got {folds}")
-    options = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                   nesterov=nesterov, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
-                   label_smoothing=label_smoothing, augment=augment, seed=seed, device=device, precision=precision,
-                   recipe=recipe, limit=limit, checkpoint=checkpoint, early_stop=early_stop, data=data)
-    configs = [_settings(config, None, model=name, **options) for name in (model or [])]
-    configs += [_settings(config, path, **options) for path in (spec or [])]
-    if not configs:
-        configs = [_settings(config, None, **options)]
+    models, specs = options.pop("model") or [], options.pop("spec") or []
+    configs = [_settings(options, data, model=name) for name in models]
+    configs += [_settings(options, data, spec=path) for path in specs]
+    configs = configs or [_settings(options, data)]
     out = out or Path("runs") / f"cv-{time.strftime('%Y%m%d-%H%M%S')}"
-    dataset = load(data, quiet)
-    summary = cross_validate(configs, out, folds=folds, stratified=stratified, final=final, dataset=dataset,
+    summary = cross_validate(configs, out, folds=folds, stratified=stratified, final=final, dataset=load(data, quiet),
                              make_progress=lambda prefix: make_progress(quiet, prefix),
                              report=lambda line: console.print(line))
-    redraw(out, title=f"fmnist cv: {', '.join(entry['label'] for entry in summary['models'])}")
     if len(summary["models"]) > 1:
         table = Table(title=f"{folds}-fold cross-validation")
         for column in ("model", "mean %", "std %", "n", "seconds"):
@@ -217,16 +164,9 @@ def cv(
 
 
 @command("lr-find")
+@training_options("model", "spec", "batch_size", "optimizer", "momentum", "seed", "device", "limit", "config")
 def lr_find(
-    model: ModelOption = None,
-    spec: SpecOption = None,
-    batch_size: BatchSizeOption = None,
-    optimizer: OptimizerOption = None,
-    momentum: MomentumOption = None,
-    seed: SeedOption = None,
-    device: DeviceChoice = None,
-    limit: LimitOption = None,
-    config: ConfigOption = None,
+    options: dict,
     start_lr: Annotated[float, typer.Option("--start-lr", help="First learning rate of the sweep.")] = 1e-7,
     end_lr: Annotated[float, typer.Option("--end-lr", help="Last learning rate of the sweep.")] = 10.0,
     steps: Annotated[int, typer.Option("--steps", help="Optimizer steps in the sweep.")] = 100,
@@ -235,24 +175,10 @@ def lr_find(
     quiet: QuietOption = False,
 ) -> None:
     """Learning-rate finder: loss against learning rate over one short sweep, and a suggested rate."""
-    from fmnist.engine import state as run_state
-    from fmnist.engine.inspect import lr_find as sweep
-    from fmnist.report import diagnostics, html
+    from fmnist.workflows.lr_find import find_lr  # torch: imported when a command needs it
 
-    settings = _settings(config, spec, model=model, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
-                         seed=seed, device=device, limit=limit, data=data)
-    if steps < 10:
-        raise FmnistError(f"--steps must be at least 10, got {steps}")
-    try:
-        result = sweep(settings, load(data, quiet), start=start_lr, end=end_lr, steps=steps)
-    except ValueError as exc:
-        raise FmnistError(str(exc)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    run_state.write_json(out / "lr_find.json", {"model": settings.model_name, "optimizer": settings.optimizer, **result})
-    figure = diagnostics.plot_lr_finder(result["lrs"], result["losses"], result["suggestion"], out / "lr-find.png",
-                                        f"Learning-rate finder: {settings.model_name}, {settings.optimizer}")
-    html.write_report(out / "report.html", f"fmnist lr-find: {settings.model_name}",
-                      [("Learning-rate finder", html.figure(figure, "Smoothed loss against learning rate"))])
+    settings = _settings(options, data)
+    result = find_lr(settings, out, load(data, quiet), start=start_lr, end=end_lr, steps=steps)
     console.print(f"suggested learning rate: {result['suggestion']:.3g} (lowest loss at {result['min_loss_lr']:.3g}; "
                   f"{result['steps']} steps)")
     console.print(f"wrote lr_find.json, lr-find.png and report.html to {out}")

@@ -225,11 +225,11 @@ def load_grayscale_image(path: Path) -> np.ndarray:
     inverting it: the trainer records the data's polarity in the model file, and prediction makes
     new images match it.
     """
-    image = image_files.open_image(path)
+    decoded = image_files.open_image(path)
     with images.converting(path):
-        if image.size == (IMAGE_SIZE, IMAGE_SIZE):
-            return images.to_uint8(images.to_grayscale(image))
-        return images.prepare(image, invert="never").pixels
+        if (decoded.width, decoded.height) == (IMAGE_SIZE, IMAGE_SIZE):
+            return images.to_uint8(images.to_grayscale(decoded.image))
+        return images.prepare(decoded, invert="never").pixels
 
 
 def read_image_folder(root: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -258,7 +258,7 @@ def read_image_folder(root: str | Path) -> tuple[np.ndarray, np.ndarray, list[st
 
 def write_image_folder(root: str | Path, images: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:
     """Write each image as `root/<label>_<class>/<index>.png` (index zero-padded, so names sort)."""
-    from PIL import Image
+    from PIL import Image  # Pillow on first use: `import fmnist` stays light
 
     root = Path(root)
     width = max(5, len(str(len(images) - 1)))

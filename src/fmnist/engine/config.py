@@ -14,13 +14,15 @@ from typing import Any
 
 import yaml
 
+from fmnist.device import PRECISIONS
+from fmnist.engine.augment import AUGMENTS
+from fmnist.engine.recipes import RECIPES, recipe_values
 from fmnist.errors import FmnistError
+from fmnist.runfolder import RunFolder
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "time-decay", "step", "cosine", "onecycle", "linear")
-AUGMENTS = ("none", "flip", "crop", "flip+crop", "flip+crop+erase")  # fmnist.data.augment
 CHECKPOINTS = ("best", "every", "none")
-PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}  # SGD: write-up 000; Adam: Keras's default
 
 
@@ -81,8 +83,6 @@ class TrainConfig:
         need(self.schedule in SCHEDULES, f"schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         need(self.checkpoint in CHECKPOINTS, f"checkpoint: expected one of {', '.join(CHECKPOINTS)}, got {self.checkpoint!r}")
         need(self.precision in PRECISIONS, f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        from fmnist.engine.recipes import RECIPES
-
         need(self.recipe is None or self.recipe in RECIPES,
              f"recipe: expected one of {', '.join(RECIPES)}, got {self.recipe!r}")
         need(self.augment in AUGMENTS, f"augment: expected one of {', '.join(AUGMENTS)}, got {self.augment!r}")
@@ -174,13 +174,14 @@ def _number(key: str, value: Any) -> Any:
 
 
 def load_config_file(path: str | Path) -> dict:
-    """The key/value pairs of a YAML config file (validated later, when merged)."""
+    """The key/value pairs of a YAML config file (validated later, when merged): a `--config` file
+    or a run folder's config.yaml. The one place fmnist reads YAML configs."""
     path = Path(path)
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if values is None:
         return {}
@@ -196,8 +197,6 @@ def load_config_file(path: str | Path) -> dict:
 def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults < a recipe (`recipe`, from the file or the overrides) < `file` < overrides whose value
     is not None."""
-    from fmnist.engine.recipes import recipe_values
-
     from_file: dict = load_config_file(file) if file else {}
     given = {key: value for key, value in overrides.items() if value is not None}
     name = given.get("recipe", from_file.get("recipe"))
@@ -206,7 +205,7 @@ def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfi
         _layer(values, layer)
     config = config_from_dict(values, origin=str(file) if file else "options")
     if config.model_options:  # fail now, not after other models of a `cv` have trained
-        from fmnist import models
+        from fmnist import models  # here, not at the top: the models import torch, option parsing must not
 
         try:
             if config.model is None:
@@ -228,3 +227,11 @@ def _layer(values: dict, top: dict) -> None:
 
 def dump_config(config: TrainConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def load_run_config(folder: str | Path) -> TrainConfig:
+    """The config a run folder was trained with (for --resume)."""
+    run = RunFolder(folder)
+    if not run.config.is_file():
+        raise FmnistError(f"{folder}: not a run folder (no config.yaml)")
+    return config_from_dict(load_config_file(run.config), origin=str(run.config))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from sklearn.metrics import classification_report, confusion_matrix
 from torch import nn
 from torch.nn import functional as F
 
@@ -32,8 +35,6 @@ def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, f
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, classes) -> dict:
     """scikit-learn's report (per class and averages) and confusion matrix, as plain data."""
-    from sklearn.metrics import classification_report, confusion_matrix
-
     label_ids = list(range(len(classes)))
     text = classification_report(labels, predictions, labels=label_ids, target_names=list(classes), digits=4, zero_division=0)
     table = classification_report(
@@ -56,14 +57,29 @@ def most_confused(matrix, classes, top: int = 5) -> list[tuple[str, str, int]]:
     return pairs
 
 
-def evaluate_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, classes, device, batch_size: int = 1000) -> dict:
+@dataclass
+class Evaluation:
     """Everything `fmnist evaluate` reports for one model on one labelled set."""
+
+    loss: float  # mean cross-entropy
+    accuracy: float
+    predictions: np.ndarray  # (N,) int64 class indices
+    probabilities: np.ndarray  # (N, C) float32 softmax
+    report_text: str  # scikit-learn's classification report, as printed
+    report: dict  # the same, as data (output_dict=True)
+    confusion_matrix: list[list[int]]  # [true][predicted] counts
+    most_confused: list[tuple[str, str, int]]  # (true, predicted, count), largest first
+
+
+def evaluate_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, classes, device,
+                   batch_size: int = 1000) -> Evaluation:
+    """Evaluate `model` on uint8 images (N, 28, 28) with their labels."""
     x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).to(device)  # (N, 1, 28, 28) uint8
     y = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
     logits = predict_logits(model, x, batch_size)
-    result = loss_and_accuracy(logits, y)
+    scores = loss_and_accuracy(logits, y)
     predictions = logits.argmax(dim=1).cpu().numpy()
-    result.update(classification_metrics(labels, predictions, classes))
-    result["predictions"] = predictions
-    result["probabilities"] = torch.softmax(logits, dim=1).cpu().numpy()
-    return result
+    metrics = classification_metrics(labels, predictions, classes)
+    return Evaluation(scores["loss"], scores["accuracy"], predictions, torch.softmax(logits, dim=1).cpu().numpy(),
+                      metrics["report_text"], metrics["report"], metrics["confusion_matrix"],
+                      most_confused(metrics["confusion_matrix"], classes))

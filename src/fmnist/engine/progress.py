@@ -6,11 +6,28 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Protocol, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+
+class Progress(Protocol):
+    """What the trainer reports to: epochs, live step updates, finished-epoch rows and notes."""
+
+    live: bool  # whether update() shows anything: the trainer reads the device's running sums only then
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def update(self, steps_done: int, loss: float, accuracy: float) -> None: ...
+    def end_epoch(self, row: dict) -> None: ...
+    def note(self, message: str) -> None: ...
+    def close(self) -> None: ...
 
 
 class NullProgress:
-    live = False  # whether update() shows anything: the trainer reads the device's running sums only then
+    """No progress at all (`--quiet`, and the Python API's default)."""
+
+    live = False
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
     def update(self, steps_done: int, loss: float, accuracy: float) -> None: ...
@@ -55,12 +72,9 @@ class RichProgress(NullProgress):
     live = True
 
     def __init__(self, prefix: str = ""):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         self.console = Console(stderr=True, highlight=False, markup=False)
         self.prefix = prefix
-        self.progress = Progress(
+        self.progress = Bar(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -93,7 +107,7 @@ class RichProgress(NullProgress):
             self.progress.stop()
 
 
-def make_progress(quiet: bool, prefix: str = "") -> NullProgress:
+def make_progress(quiet: bool, prefix: str = "") -> Progress:
     if quiet:
         return NullProgress()
     if sys.stderr.isatty():

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from fmnist.errors import FmnistError
-from fmnist.models import seeds as _seeds  # noqa: F401  (registers the write-ups' models)
+from fmnist.models import writeups as _writeups  # noqa: F401  (registers the write-ups' models)
 from fmnist.models.fast import single_view  # (importing it registers fmnist's own fast models)
 from fmnist.models.registry import check_arguments, create, describe, names, register
 from fmnist.models.spec import (

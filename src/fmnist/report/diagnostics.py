@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fmnist.report.plots import TRAIN_COLOR, plt, save_figure
 
@@ -53,8 +54,6 @@ def plot_class_scores(report: dict, classes, path, title: str = "Per-class preci
 
 def plot_prediction_montage(images, labels, predictions, classes, path, count: int = 16, seed: int = 0) -> Path:
     """Write-up 001's montage: random test images upscaled to 96x96, predicted label green/red, 4x4."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(images), size=min(count, len(images)), replace=False)
     side = int(np.ceil(np.sqrt(len(chosen))))

@@ -7,9 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from fmnist import image_files, images
 from fmnist._io import atomic_path
+from fmnist.errors import DataError
 from fmnist.inference import Prediction, Predictor, input_names
+from fmnist.report import html
+from fmnist.report.plots import plt, save_figure
 
 MONTAGE_LIMIT = 40  # pairs in the montage; every input still gets its own PNG
 
@@ -17,10 +22,6 @@ MONTAGE_LIMIT = 40  # pairs in the montage; every input still gets its own PNG
 def write_inputs(directory: str | Path, predictions: list[Prediction], predictor: Predictor) -> Path:
     """Write `images/<name>.png` (the exact 28×28 input; predicting it again gives the same
     result), `inputs.png` and `report.html` into `directory`; return the report's path."""
-    from PIL import Image
-
-    from fmnist.report import html
-
     directory = Path(directory)
     (directory / "images").mkdir(parents=True, exist_ok=True)
     names = input_names(predictions)
@@ -54,8 +55,6 @@ def _size(info: dict | None) -> str:
 
 def plot_inputs(predictions: list[Prediction], path: str | Path) -> Path:
     """Pairs of (original, model input) with the predicted label and probability, 4 pairs a row."""
-    from fmnist.report.plots import plt, save_figure
-
     shown = predictions[:MONTAGE_LIMIT]
     columns = min(4, len(shown))
     rows = int(np.ceil(len(shown) / columns))
@@ -80,13 +79,10 @@ def plot_inputs(predictions: list[Prediction], path: str | Path) -> Path:
 
 def _thumbnail(prediction: Prediction) -> np.ndarray | None:
     """The original file, small, as RGB or grey; None when there is no file to show."""
-    from fmnist import image_files, images
-    from fmnist.errors import DataError
-
     if prediction.path in (None, "-"):
         return None
     try:
-        image = image_files.open_image(prediction.path)
+        image = image_files.open_image(prediction.path).image
     except DataError:
         return None
     image.thumbnail((160, 160))

@@ -1,15 +1,12 @@
-"""Draw every figure of an output folder from its saved files, then write its report.html.
+"""The report of an output folder: every figure drawn from the folder's contents, and report.html.
 
-Used at the end of `train`, `cv` and `evaluate`, and by `fmnist report DIR` to redraw a folder
-later without retraining. Inputs (whichever exist): config.yaml, metrics.json, history.csv,
-cv.json, evaluation.json + predictions.npz (+ the test images, reloaded and checked against the
-recorded labels), model.safetensors (for feature maps).
+It draws only what it is handed (`FolderContents`: the folder's files as read, the evaluated test
+images, the model's feature maps); `fmnist.workflows.redraw` gathers them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,79 +17,57 @@ FEATURE_MAP_IMAGES = (0, 7, 26)  # write-up 003's choice of test images
 FEATURE_MAP_FILTER = 1
 
 
-def labels_sha256(labels: np.ndarray) -> str:
-    return hashlib.sha256(np.asarray(labels, dtype=np.int64).tobytes()).hexdigest()
+@dataclass
+class FolderContents:
+    """What an output folder holds, for its report. Every part is optional."""
+
+    config_text: str | None = None  # config.yaml as written
+    metrics: dict | None = None  # metrics.json
+    history: list[dict] | None = None  # history.csv rows
+    cv: dict | None = None  # cv.json
+    evaluation: dict | None = None  # evaluation.json
+    predictions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # labels, predictions, probabilities
+    test_images: np.ndarray | None = None  # (N, 28, 28) uint8: the images evaluated
+    test_images_problem: str | None = None  # why they are missing
+    feature_maps: tuple[list[int], list[tuple[str, np.ndarray]]] | None = None  # test-image ids, (layer, maps)
 
 
-def _read_json(path: Path):
-    from fmnist.errors import FmnistError
-
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FmnistError(f"{path}: not valid JSON ({exc})") from None
+def draw_report(folder: Path, contents: FolderContents, title: str | None = None) -> Path:
+    """Draw the folder's figures and write its report.html; returns the report's path."""
+    sections: list[tuple[str, str]] = []
+    figures: list[tuple[Path, str]] = []
+    metrics, cv = contents.metrics, contents.cv
+    name = (metrics or {}).get("model") or (cv["models"][0]["name"] if cv else None) or folder.name
+    if cv:
+        sections.append(("Cross-validation", _cv_section(folder, cv, figures)))
+    if metrics:
+        sections.append(("Metrics", _metrics_table(metrics)))
+    if contents.history:
+        figures.append((plots.plot_learning_curves([contents.history], folder / "learning-curves.png",
+                                                   f"{name}: learning curves"),
+                        "Learning curves: loss and accuracy per epoch (write-up 000)"))
+        figures.append((plots.plot_training_summary(contents.history, folder / "training-summary.png",
+                                                    f"{name}: training loss and accuracy"),
+                        "Training loss and accuracy in one plot (write-up 001)"))
+    if contents.evaluation and contents.predictions is not None:
+        _evaluation_section(folder, contents, sections, figures)
+    if contents.test_images is not None and contents.feature_maps:
+        ids, layers = contents.feature_maps
+        if layers:
+            figures.append((diagnostics.plot_feature_maps(contents.test_images[ids], ids, layers, FEATURE_MAP_FILTER,
+                                                          folder / "feature-maps.png"),
+                            f"Feature maps of filter {FEATURE_MAP_FILTER} for test images "
+                            f"{', '.join(map(str, ids))} (write-up 003)"))
+    if contents.config_text:
+        sections.append(("Configuration", f"<pre>{html.escape(contents.config_text)}</pre>"))
+    sections += [(caption, html.figure(path, caption)) for path, caption in figures]
+    return html.write_report(folder / "report.html", title or f"fmnist: {name}", sections)
 
 
 def _metrics_table(metrics: dict) -> str:
     rows = [(key, f"{value:.4f}" if isinstance(value, float) else str(value)) for key, value in metrics.items()
             if not isinstance(value, (dict, list))]
     return html.table(["metric", "value"], rows)
-
-
-def _test_images(evaluation: dict, dataset):
-    """The evaluated test images, or None (with the reason) if they cannot be matched."""
-    if dataset is None:
-        from fmnist.data.dataset import load_dataset
-        from fmnist.errors import FmnistError
-
-        try:
-            dataset = load_dataset(evaluation.get("data"), download=False)
-        except FmnistError as exc:
-            return None, f"test images unavailable ({exc})"
-    count = evaluation["images"]
-    images, labels = dataset.test.images[:count], dataset.test.labels[:count]
-    if len(labels) != count or labels_sha256(labels) != evaluation["labels_sha256"]:
-        return None, "the test images found now are not the ones evaluated; image figures skipped"
-    return images, None
-
-
-def redraw(folder: str | Path, dataset=None, title: str | None = None) -> Path:
-    """(Re)draw the folder's figures and write report.html; returns the report's path."""
-    folder = Path(folder)
-    sections: list[tuple[str, str]] = []
-    figures: list[tuple[Path, str]] = []
-    config_text = (folder / "config.yaml").read_text(encoding="utf-8") if (folder / "config.yaml").is_file() else None
-    metrics = _read_json(folder / "metrics.json")
-    cv = _read_json(folder / "cv.json")
-    evaluation = _read_json(folder / "evaluation.json")
-    name = (metrics or {}).get("model") or (cv["models"][0]["name"] if cv else None) or folder.name
-
-    if cv:
-        sections.append(("Cross-validation", _cv_section(folder, cv, figures)))
-    if metrics:
-        sections.append(("Metrics", _metrics_table(metrics)))
-    if (folder / "history.csv").is_file():
-        from fmnist.engine.state import read_history
-
-        history = read_history(folder / "history.csv")
-        if history:
-            figures.append((plots.plot_learning_curves([history], folder / "learning-curves.png", f"{name}: learning curves"),
-                            "Learning curves: loss and accuracy per epoch (write-up 000)"))
-            figures.append((plots.plot_training_summary(history, folder / "training-summary.png",
-                                                        f"{name}: training loss and accuracy"),
-                            "Training loss and accuracy in one plot (write-up 001)"))
-    images = None
-    if evaluation and (folder / "predictions.npz").is_file():
-        images = _evaluation_section(folder, evaluation, dataset, sections, figures)
-    model_file = _model_file(folder, evaluation)
-    if images is not None and model_file is not None:
-        _feature_maps(folder, model_file, images, figures)
-    if config_text:
-        sections.append(("Configuration", f"<pre>{html.escape(config_text)}</pre>"))
-    sections += [(caption, html.figure(path, caption)) for path, caption in figures]
-    return html.write_report(folder / "report.html", title or f"fmnist: {name}", sections)
 
 
 def _cv_section(folder: Path, cv: dict, figures: list) -> str:
@@ -116,13 +91,11 @@ def _cv_section(folder: Path, cv: dict, figures: list) -> str:
     return intro + html.table(["model", "mean %", "std %", "n", "seconds", "final test %"], rows)
 
 
-def _evaluation_section(folder: Path, evaluation: dict, dataset, sections: list, figures: list):
-    from fmnist.engine.evaluate import most_confused
-
+def _evaluation_section(folder: Path, contents: FolderContents, sections: list, figures: list) -> None:
+    evaluation = contents.evaluation
+    labels, predictions, probabilities = contents.predictions
     classes = evaluation["classes"]
-    with np.load(folder / "predictions.npz", allow_pickle=False) as saved:
-        labels, predictions, probabilities = saved["labels"], saved["predictions"], saved["probabilities"]
-    pairs = most_confused(evaluation["confusion_matrix"], classes)
+    pairs = evaluation.get("most_confused", [])
     body = (f"<p>test loss {evaluation['test_loss']:.4f}, test accuracy {evaluation['test_accuracy']:.4f} "
             f"on {evaluation['images']:,} images</p><pre>{html.escape(evaluation['report_text'])}</pre>")
     if pairs:
@@ -133,10 +106,10 @@ def _evaluation_section(folder: Path, evaluation: dict, dataset, sections: list,
                     "Confusion matrix: counts, coloured by the share of each true class"))
     figures.append((diagnostics.plot_class_scores(evaluation["report"], classes, folder / "class-scores.png"),
                     "Precision, recall and F1 per class"))
-    images, problem = _test_images(evaluation, dataset)
+    images = contents.test_images
     if images is None:
-        sections.append(("Note", f"<p>{html.escape(problem)}</p>"))
-        return None
+        sections.append(("Note", f"<p>{html.escape(contents.test_images_problem or '')}</p>"))
+        return
     figures.append((diagnostics.plot_prediction_montage(images, labels, predictions, classes, folder / "montage.png"),
                     "16 random test images with their predicted class: green right, red wrong (write-up 001)"))
     figures.append((diagnostics.plot_prediction_grid(images, labels, predictions, classes, folder / "correct.png", True),
@@ -145,24 +118,3 @@ def _evaluation_section(folder: Path, evaluation: dict, dataset, sections: list,
                     "Incorrectly classified test images (write-up 004)"))
     figures.append((diagnostics.plot_top_losses(images, labels, probabilities, classes, folder / "top-losses.png"),
                     "Top losses: the test images the model is most confidently wrong about"))
-    return images
-
-
-def _model_file(folder: Path, evaluation: dict | None) -> Path | None:
-    """The evaluated model: the run's own model.safetensors, or the file `evaluate` recorded."""
-    if (folder / "model.safetensors").is_file():
-        return folder / "model.safetensors"
-    recorded = (evaluation or {}).get("model_file")
-    return Path(recorded) if recorded and Path(recorded).is_file() else None
-
-
-def _feature_maps(folder: Path, model_file: Path, images: np.ndarray, figures: list) -> None:
-    from fmnist.engine.inspect import feature_maps
-    from fmnist.modelfile import load_model
-
-    ids = [i for i in FEATURE_MAP_IMAGES if i < len(images)]
-    model = load_model(model_file).model
-    layers = feature_maps(model, images[ids])
-    if layers:
-        figures.append((diagnostics.plot_feature_maps(images[ids], ids, layers, FEATURE_MAP_FILTER, folder / "feature-maps.png"),
-                        f"Feature maps of filter {FEATURE_MAP_FILTER} for test images {', '.join(map(str, ids))} (write-up 003)"))

@@ -1,4 +1,4 @@
-"""Looking inside: feature maps of a trained model, and a learning-rate sweep for an untrained one."""
+"""The learning-rate finder: a short sweep of exponentially growing rates, and a suggested rate."""
 
 from __future__ import annotations
 
@@ -6,47 +6,14 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from fmnist import models
 from fmnist.data.dataset import Dataset
 from fmnist.device import resolve_device
 from fmnist.engine.config import TrainConfig
-from fmnist.engine.trainer import make_optimizer
-
-ACTIVATIONS = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.GELU, nn.SELU, nn.Tanh, nn.Sigmoid)
-
-
-@torch.inference_mode()
-def feature_maps(model: nn.Module, images: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """(layer name, maps (N, C, H, W)) for every conv and pooling layer, in forward order.
-
-    A convolution followed by its activation is shown after the activation, as Keras's fused
-    `Conv2D(activation=...)` layers show it in write-up 003.
-    """
-    leaves = [(name, module) for name, module in model.named_modules() if not list(module.children())]
-    watched: list[tuple[str, nn.Module]] = []
-    for position, (name, module) in enumerate(leaves):
-        if isinstance(module, nn.Conv2d):
-            following = leaves[position + 1][1] if position + 1 < len(leaves) else None
-            watched.append((name, following if isinstance(following, ACTIVATIONS) else module))
-        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-            watched.append((name, module))
-    captured: dict[int, torch.Tensor] = {}
-    hooks = [module.register_forward_hook(lambda m, i, o, key=index: captured.__setitem__(key, o.detach()))
-             for index, (_, module) in enumerate(watched)]
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        with models.single_view(model):  # the image's own maps, not its mirror image's (flip TTA)
-            model(torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).to(device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        model.train(was_training)
-    return [(name, captured[index].float().cpu().numpy()) for index, (name, _) in enumerate(watched) if index in captured]
+from fmnist.engine.schedule import make_optimizer
+from fmnist.errors import FmnistError
 
 
 def lr_find(config: TrainConfig, dataset: Dataset, start: float = 1e-7, end: float = 10.0, steps: int = 100,
@@ -58,7 +25,7 @@ def lr_find(config: TrainConfig, dataset: Dataset, start: float = 1e-7, end: flo
     stops early once the loss exceeds four times its best value (it has diverged).
     """
     if not 0 < start < end:
-        raise ValueError(f"need 0 < start < end, got {start} and {end}")
+        raise FmnistError(f"lr-find: need 0 < --start-lr < --end-lr, got {start} and {end}")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = models.build(models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes,
@@ -98,7 +65,7 @@ def lr_find(config: TrainConfig, dataset: Dataset, start: float = 1e-7, end: flo
 def suggest_lr(lrs: list[float], losses: list[float]) -> float:
     """The rate of steepest descent of the smoothed loss (in log-lr), before the minimum."""
     if len(lrs) < 3:
-        raise ValueError("the sweep diverged at once; lower --start-lr")
+        raise FmnistError("lr-find: the sweep diverged at once; lower --start-lr")
     low = int(np.argmin(losses))
     window = slice(0, max(low, 2) + 1)
     slopes = np.gradient(np.asarray(losses[window]), np.log(np.asarray(lrs[window])))

@@ -1,39 +1,12 @@
-"""Run-folder files the trainer keeps up to date: history.csv and the resume state.
+"""The state an exact `--resume` needs beyond the weights: the optimizer's and every random generator's.
 
-The resume state is a model file (`checkpoints/resume.safetensors`) whose extra tensors and
-metadata hold the optimizer state and every random generator, so `--resume` continues exactly
-where the run stopped. Like every model file it is read without unpickling.
+It travels in the run's resume checkpoint (`checkpoints/resume.safetensors`, a model file whose extra
+tensors and metadata hold it), so it is read without unpickling like every model file.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from pathlib import Path
-
 import torch
-
-from fmnist._io import write_text_atomic
-
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-
-
-def write_history(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
-    write_text_atomic(path, buffer.getvalue())
-
-
-def read_history(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [
-            {key: (int(value) if key == "epoch" else float(value)) for key, value in row.items() if value != ""}
-            for row in csv.DictReader(handle)
-        ]
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -73,7 +46,3 @@ def restore_rng(tensors: dict[str, torch.Tensor], shuffle: torch.Generator, devi
     shuffle.set_state(tensors["rng.shuffle"])
     if device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-
-
-def write_json(path: Path, value: dict) -> None:
-    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")

@@ -4,15 +4,22 @@ Random translation (a crop of the image padded with black) and horizontal flip a
 by one gather: every output pixel reads the input pixel it comes from, or a black pad pixel. Random
 erasing blanks one rectangle per image. Fashion-MNIST garments are left-right symmetric enough
 that a flip is a new, valid image; a vertical flip would not be.
+
+torch is imported where the tensors are: the training config imports AUGMENTS from here, and
+parsing options (`--help`) must not wait for torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+from fmnist.errors import FmnistError
 
-from fmnist.engine.config import AUGMENTS
+if TYPE_CHECKING:
+    import torch
+
+AUGMENTS = ("none", "flip", "crop", "flip+crop", "flip+crop+erase")
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,7 @@ class Augment:
     @classmethod
     def named(cls, name: str, pad: int = 2) -> Augment:
         if name not in AUGMENTS:
-            raise ValueError(f"augment: expected one of {', '.join(AUGMENTS)}, got {name!r}")
+            raise FmnistError(f"augment: expected one of {', '.join(AUGMENTS)}, got {name!r}")
         parts = set(name.split("+")) - {"none"}
         return cls(flip="flip" in parts, pad=pad if "crop" in parts else 0, erase=0.5 if "erase" in parts else 0.0)
 
@@ -39,6 +46,8 @@ class Augment:
 
         Randomness comes from `generator` (on the images' device), by default the device's global
         generator, which the trainer seeds and a resume restores."""
+        import torch  # torch on first use (module docstring)
+
         if not self.active:
             return images
         batch, channels, height, width = images.shape
@@ -70,6 +79,8 @@ class Augment:
 
 def _erase(images: torch.Tensor, probability: float, generator: torch.Generator | None) -> torch.Tensor:
     """Blank one rectangle (4-16 px a side) in each image with the given probability."""
+    import torch  # torch on first use (module docstring)
+
     batch, _, height, width = images.shape
     device = images.device
     size = torch.randint(4, 17, (2, batch), device=device, generator=generator)  # (h, w) per image

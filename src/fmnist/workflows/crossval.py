@@ -17,12 +17,13 @@ import numpy as np
 
 from fmnist.data import splits
 from fmnist.data.dataset import Dataset, load_dataset
-from fmnist.engine import state as run_state
 from fmnist.engine.config import ConfigError, TrainConfig
-from fmnist.engine.progress import NullProgress
+from fmnist.engine.progress import NullProgress, Progress
 from fmnist.engine.trainer import fit
-
-CV_FILE = "cv.json"
+from fmnist.errors import FmnistError
+from fmnist.runfolder import RunFolder
+from fmnist.workflows.redraw import redraw
+from fmnist.workflows.train_run import train as train_run
 
 
 def make_folds(labels: np.ndarray, folds: int, seed: int, stratified: bool) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -57,19 +58,20 @@ def cross_validate(
     stratified: bool = False,
     final: bool = False,
     dataset: Dataset | None = None,
-    make_progress: Callable[[str], NullProgress] = lambda prefix: NullProgress(),
+    make_progress: Callable[[str], Progress] = lambda prefix: NullProgress(),
     report: Callable[[str], None] = lambda line: None,
 ) -> dict:
-    """Cross-validate each config on the same folds; write cv.json and per-fold run folders.
+    """Cross-validate each config on the same folds; write cv.json, per-fold run folders, the
+    figures and report.html. Returns what cv.json holds.
 
     `report` receives the result lines (`> 91.200`, `Accuracy: mean=… std=…, n=5`), which the CLI
     prints even with --quiet. With `final`, each model is then trained on the whole training set
     and evaluated on the test set (a full run folder under `final/`).
     """
-    from fmnist.engine.run import train as train_run
-
     if folds < 2:
-        raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
+        raise FmnistError(f"--folds must be at least 2, got {folds}")
+    if not configs:
+        raise FmnistError("cross-validation needs at least one model")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = dataset if dataset is not None else load_dataset(configs[0].data)
@@ -125,5 +127,6 @@ def cross_validate(
             report(f"final model: test accuracy {result.metrics['test_accuracy'] * 100:.3f}")
         summary["models"].append(entry)
         summary["seconds"] = time.perf_counter() - started
-        run_state.write_json(out / CV_FILE, summary)  # after each model: a partial result survives
+        RunFolder(out).write_cv(summary)  # after each model: a partial result survives
+    redraw(out, dataset, title=f"fmnist cv: {', '.join(entry['label'] for entry in summary['models'])}")
     return summary

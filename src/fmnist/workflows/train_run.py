@@ -1,0 +1,88 @@
+"""A training run end to end: fit, evaluate the final model on the test set, write the run folder
+(model.safetensors, metrics.json, the evaluation files) and draw its figures and report.html."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmnist.data.dataset import Dataset, load_dataset
+from fmnist.engine.config import TrainConfig
+from fmnist.engine.evaluate import Evaluation, evaluate_model
+from fmnist.engine.progress import Progress
+from fmnist.engine.trainer import FitResult, fit
+from fmnist.modelfile import save_model
+from fmnist.runfolder import RunFolder
+from fmnist.workflows.evaluate_file import write_evaluation
+from fmnist.workflows.redraw import redraw
+
+
+@dataclass
+class RunResult:
+    fit: FitResult
+    metrics: dict  # what metrics.json holds
+    evaluation: Evaluation  # the final model on the test set
+
+    @property
+    def out(self) -> Path:
+        return self.fit.out
+
+    @property
+    def model(self):
+        return self.fit.model
+
+    @property
+    def history(self) -> list[dict]:
+        return self.fit.history
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.fit.config
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.fit.stopped_early
+
+
+def train(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, progress: Progress | None = None,
+          callbacks: Sequence[Callable[[dict], None]] = (), resume: bool = False) -> RunResult:
+    """Train (or with `resume`, continue) `config` into the run folder `out`, then evaluate the final
+    model on the test set and write every file of the run."""
+    run = RunFolder(out)
+    dataset = dataset if dataset is not None else load_dataset(config.data)
+    fitted = fit(config, run.path, dataset, progress=progress, callbacks=callbacks, resume=resume)
+    device = next(fitted.model.parameters()).device
+    test = evaluate_model(fitted.model, dataset.test.images, dataset.test.labels, dataset.classes, device,
+                          config.eval_batch_size)
+    metrics = run_metrics(fitted, test)
+    save_model(run.model, fitted.model, fitted.architecture, dataset.classes, config=config.to_dict(),
+               metrics=metrics, image_spec=fitted.image_spec)
+    run.write_metrics(metrics)
+    write_evaluation(run, test, dataset.classes, dataset.test.labels, config.data, str(run.model.resolve()))
+    redraw(run.path, dataset)
+    return RunResult(fitted, metrics, test)
+
+
+def run_metrics(fitted: FitResult, test: Evaluation) -> dict:
+    """metrics.json: the final (or restored best) epoch's validation scores and the test scores."""
+    history = fitted.history
+    best_epoch = max(history, key=lambda row: row["val_accuracy"])["epoch"]
+    final = next(row for row in history if row["epoch"] == best_epoch) if fitted.restored_best else history[-1]
+    return {
+        "model": fitted.config.model_name,
+        "epochs_run": len(history),
+        "stopped_early": fitted.stopped_early,
+        "restored_best_epoch": fitted.restored_best,
+        "val_loss": final["val_loss"],
+        "val_accuracy": final["val_accuracy"],
+        "best_epoch": best_epoch,
+        "best_val_accuracy": max(row["val_accuracy"] for row in history),
+        "test_loss": test.loss,
+        "test_accuracy": test.accuracy,
+        "train_seconds": sum(row["seconds"] for row in history),
+        "train_images": fitted.train_images,
+        "validation": fitted.val_name,
+        "device": fitted.device,
+        "precision": fitted.precision,  # what --precision auto chose on this machine
+    }
