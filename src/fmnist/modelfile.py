@@ -88,6 +88,7 @@ def save_model(
 ) -> Path:
     """Write the model file atomically. `extra_*` carry resume state in checkpoints; `image_spec`
     says what the training images looked like (`fmnist.images.measure_spec`)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     from fmnist import __version__
@@ -112,7 +113,10 @@ def save_model(
         metadata[f"extra.{key}"] = json.dumps(value, default=str)
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # a full disk, say: safetensors raises its own error, not an OSError
+            raise ModelFileError(path, f"cannot write ({exc})") from None
     return path
 
 
