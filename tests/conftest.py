@@ -37,11 +37,31 @@ def write_idx_set(directory, train_images, train_labels, test_images, test_label
     formats.write_idx(directory / f"t10k-labels-idx1-ubyte{suffix}", np.asarray(test_labels, dtype=np.uint8))
 
 
+@pytest.fixture(scope="session")
+def _matplotlib_cache(tmp_path_factory):
+    """One matplotlib configuration folder for the session: it holds the font cache, which
+    matplotlib would otherwise rebuild (seconds) in every test and every `fmnist` subprocess."""
+    return tmp_path_factory.mktemp("matplotlib")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch, tmp_path):
-    """No test sees the user's $FMNIST_DATA or writes to the real cache."""
+def _isolated_environment(monkeypatch, tmp_path, tmp_path_factory, _matplotlib_cache):
+    """No test sees the user's $FMNIST_DATA, home, caches or configuration, or writes to them.
+
+    HOME, XDG_CACHE_HOME and XDG_CONFIG_HOME point into a fresh folder of this test's own (beside
+    its tmp_path, not inside it, so tests that use tmp_path as a data directory see only their own
+    files), MPLCONFIGDIR into the session's matplotlib folder; `fmnist` subprocesses inherit them,
+    onnxruntime's files land there too. Session-scoped fixtures (`fashion`) are set up before this
+    one and keep loading from the system copy.
+    """
     monkeypatch.delenv("FMNIST_DATA", raising=False)
     monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "cache"))
+    home = tmp_path_factory.mktemp("home")
+    folders = {"HOME": home, "XDG_CACHE_HOME": home / ".cache", "XDG_CONFIG_HOME": home / ".config",
+               "MPLCONFIGDIR": _matplotlib_cache}
+    for variable, folder in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(variable, str(folder))
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

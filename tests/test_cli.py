@@ -34,7 +34,7 @@ def test_help_lists_the_commands():
     import re
 
     out = run("--help").stdout
-    listed = re.findall(r"^│ ([a-z][a-z-]+) ", out[out.index("Commands"):], flags=re.M)
+    listed = re.findall(r"^  ([a-z][a-z-]+) ", out[out.index("Commands:"):], flags=re.M)
     assert listed == ["info", "data", "explore", "models", "summary", "train", "cv", "lr-find", "evaluate",
                       "report", "activations", "predict", "export"]
 

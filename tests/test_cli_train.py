@@ -37,7 +37,7 @@ def test_summary_of_a_model_and_of_a_spec(tmp_path):
 def test_train_then_evaluate(tmp_path, small_idx_dir):
     out = tmp_path / "run"
     result = run("train", "--data", small_idx_dir, "--epochs", "2", "--batch-size", "32", "--device", "cpu",
-                 "--out", out)
+                 "--precision", "fp32", "--out", out)
     assert "test accuracy" in result.stdout and str(out) in result.stdout
     # Not a terminal: one plain progress line per epoch on stderr.
     epoch_lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
@@ -60,7 +60,7 @@ def test_train_quiet_prints_results_only(tmp_path, small_idx_dir):
 
 
 def test_train_with_a_config_file_and_override(tmp_path, small_idx_dir):
-    result = run("train", "--config", CONFIGS / "seed004-conv3-dropout.yaml", "--epochs", "1", "--data", small_idx_dir,
+    result = run("train", "--config", CONFIGS / "writeup004-conv3-dropout.yaml", "--epochs", "1", "--data", small_idx_dir,
                  "--out", tmp_path / "run", "--quiet")
     assert "1 epochs" in result.stdout
     config = (tmp_path / "run" / "config.yaml").read_text()
@@ -69,12 +69,12 @@ def test_train_with_a_config_file_and_override(tmp_path, small_idx_dir):
 
 def test_train_with_the_fast_recipe_and_an_override(tmp_path, small_idx_dir):
     result = run("train", "--recipe", "fast", "--epochs", "2", "--batch-size", "64", "--data", small_idx_dir,
-                 "--device", "cpu", "--out", tmp_path / "run")
+                 "--device", "cpu", "--precision", "fp32", "--out", tmp_path / "run")
     assert "test accuracy" in result.stdout
     assert "training fast on 300 images" in result.stderr
     config = (tmp_path / "run" / "config.yaml").read_text()
     for line in ("recipe: fast", "model: fast", "epochs: 2", "batch_size: 64", "augment: flip", "schedule: linear",
-                 "nesterov: true", "label_smoothing: 0.1"):
+                 "nesterov: true", "label_smoothing: 0.1", "precision: fp32"):
         assert line in config.splitlines(), line
     rerun = run("train", "--config", tmp_path / "run" / "config.yaml", "--data", small_idx_dir, "--device", "cpu",
                 "--out", tmp_path / "again", "--quiet")
@@ -94,8 +94,14 @@ def test_train_with_the_fast_recipe_and_an_override(tmp_path, small_idx_dir):
     (["train", "--precision", "fp16"], ["precision: expected one of auto, fp32, bf16"]),
     (["train", "--schedule", "linear", "--epochs", "2", "--warmup-epochs", "2"], ["warmup_epochs: must be below epochs (2) for the linear schedule"]),
 ])
-def test_bad_training_input_is_one_line_exit_2(args, fragments):
+def test_bad_training_input_is_one_line_exit_2(args, fragments, tmp_path, small_idx_dir):
+    if args[0] == "train" and "--resume" not in args:  # --resume takes no other option
+        # A check that failed to fire would start training: keep it small and out of the repository.
+        args = [*args, "--data", small_idx_dir, "--limit", "64", "--out", tmp_path / "run"]
+    elif args[0] == "evaluate":
+        args = [*args, "--data", small_idx_dir]
     assert_one_line_error(run(*args, check_code=2), *fragments)
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_and_reuse_of_a_run_folder(tmp_path, small_idx_dir):

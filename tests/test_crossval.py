@@ -10,7 +10,7 @@ import pytest
 from test_cli import run
 
 from fmnist.engine.config import TrainConfig
-from fmnist.engine.crossval import cross_validate, folds_sha256, make_folds, summary_line
+from fmnist.workflows.crossval import cross_validate, folds_sha256, make_folds, summary_line
 
 
 def test_folds_are_disjoint_covering_and_seeded(fashion):

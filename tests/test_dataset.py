@@ -47,14 +47,139 @@ def test_three_layouts_give_identical_arrays(tmp_path, small_idx_dir):
         assert other.classes == FASHION_CLASSES
 
 
-def test_gz_and_raw_idx_and_tool_layouts_load_the_same(tmp_path, fashion, small_idx_dir):
-    torchvision_raw = tmp_path / "tv" / "FashionMNIST" / "raw"
-    write_idx_set(torchvision_raw, fashion.train.images[:50], fashion.train.labels[:50],
-                  fashion.test.images[:20], fashion.test.labels[:20], suffix=".gz")
-    found = load_dataset(tmp_path / "tv", download=False)
-    assert found.source.directory == torchvision_raw
-    assert np.array_equal(found.train.images, fashion.train.images[:50])
+# (sub-folder, file-name suffix, dotted names): where tools keep the IDX files, raw or compressed.
+IDX_VARIANTS = [
+    (".", "", False),
+    (".", ".gz", False),
+    (".", ".gz", True),  # the original MNIST site's spelling: train-images.idx3-ubyte.gz
+    ("FashionMNIST/raw", ".gz", False),  # torchvision, as downloaded
+    ("FashionMNIST/raw", "", False),  # torchvision, after it unpacks them
+    ("fashion-mnist", ".gz", False),  # Keras's cache (~/.keras/datasets/fashion-mnist)
+    ("data/fashion", ".gz", False),  # a clone of Zalando's repository
+]
+
+
+@pytest.mark.parametrize("sub, suffix, dotted", IDX_VARIANTS,
+                         ids=[f"{sub}{suffix or '-raw'}{'-dotted' if dotted else ''}" for sub, suffix, dotted in IDX_VARIANTS])
+def test_gz_and_raw_idx_and_tool_layouts_load_the_same(tmp_path, fashion, sub, suffix, dotted):
+    """Each variant really is loaded from its own files, and gives the arrays that were written."""
+    folder = tmp_path / "data" / sub
+    write_idx_set(folder, fashion.train.images[:50], fashion.train.labels[:50],
+                  fashion.test.images[:20], fashion.test.labels[:20], suffix=suffix)
+    if dotted:
+        for path in folder.iterdir():
+            path.rename(path.with_name(path.name.replace("-idx", ".idx")))
+    found = load_dataset(tmp_path / "data", download=False)
+    assert (found.source.layout, found.source.directory) == ("idx", folder)
+    assert sorted(p.name for p in found.source.files.values()) == sorted(p.name for p in folder.iterdir())
+    assert all(p.name.endswith(suffix or "ubyte") for p in found.source.files.values())
+    for split, count in (("train", 50), ("test", 20)):
+        mine, theirs = getattr(found, split), getattr(fashion, split)
+        assert np.array_equal(mine.images, theirs.images[:count]) and np.array_equal(mine.labels, theirs.labels[:count])
+        assert mine.images.dtype == np.uint8 and mine.labels.dtype == np.int64
     assert not found.verified  # a slice is not the official file
+
+
+def test_kaggle_short_csv_names(tmp_path, fashion):
+    """Kaggle's competition files are also called train.csv and test.csv."""
+    formats.write_kaggle_csv(tmp_path / "train.csv", fashion.train.images[:30], fashion.train.labels[:30])
+    formats.write_kaggle_csv(tmp_path / "test.csv", fashion.test.images[:10], fashion.test.labels[:10])
+    found = load_dataset(tmp_path, download=False)
+    assert found.source.layout == "csv"
+    assert {role: path.name for role, path in found.source.files.items()} == {"train": "train.csv", "test": "test.csv"}
+    assert np.array_equal(found.train.images, fashion.train.images[:30])
+    assert np.array_equal(found.train.labels, fashion.train.labels[:30])
+    assert np.array_equal(found.test.images, fashion.test.images[:10]) and found.classes == FASHION_CLASSES
+
+
+def test_a_numeric_folder_prefix_sets_the_label(tmp_path):
+    """11 numbered class folders whose names sort differently from their numbers, both as strings
+    ("10_" before "2_") and by the class name after the prefix (aardvark ... zebra): every image's
+    label is its folder's number. Each image's grey level (20 x its label) says where it came from."""
+    from PIL import Image
+
+    names = ["zebra", "yak", "xerus", "wolf", "vole", "urchin", "tapir", "seal", "rhea", "quail", "aardvark"]
+    separators = ["_", "_", "-", " ", "_", "-", "_", "_", " ", "_", "_"]
+    for split, per_class in (("train", 2), ("test", 1)):
+        for label, (name, separator) in enumerate(zip(names, separators)):
+            folder = tmp_path / split / f"{label}{separator}{name}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("L", (28, 28), 20 * label).save(folder / f"img{i}.png")
+    assert sorted(p.name for p in (tmp_path / "train").iterdir())[:3] == ["0_zebra", "10_aardvark", "1_yak"]
+    dataset = load_dataset(tmp_path, download=False)
+    assert dataset.classes == tuple(names)
+    for split in (dataset.train, dataset.test):
+        assert np.array_equal(split.images[:, 0, 0], 20 * split.labels)
+        assert sorted(split.labels.tolist()) == sorted(list(range(11)) * (len(split) // 11))
+
+
+def test_numbered_class_folders_must_run_from_zero(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("1_a", "2_b"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("L", (28, 28)).save(tmp_path / split / name / "x.png")
+    with pytest.raises(DataError) as caught:
+        load_dataset(tmp_path, download=False)
+    assert str(caught.value) == f"{tmp_path / 'train'}: numbered class folders must run 0..1, found [1, 2]"
+
+
+def _link_official_files(directory, fashion):
+    """The official files the session found, linked into `directory` (as a tool keeps them)."""
+    assert fashion.source.layout == "idx"
+    directory.mkdir(parents=True)
+    for path in fashion.source.files.values():
+        (directory / path.name).symlink_to(path)
+    return directory
+
+
+def test_the_cache_folder_follows_fmnist_cache_then_xdg_then_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FMNIST_CACHE")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert sources.cache_dir() == tmp_path / "home" / ".cache" / "fmnist"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert sources.cache_dir() == tmp_path / "xdg" / "fmnist"
+    monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "mine"))
+    assert sources.cache_dir() == tmp_path / "mine"
+    kinds = [(kind, directory) for kind, directory in sources.search_path()]
+    assert kinds[0] == ("cache", tmp_path / "mine")
+    assert kinds[-1] == ("keras", tmp_path / "home" / ".keras" / "datasets" / "fashion-mnist")
+
+
+@pytest.mark.parametrize("where", ["xdg", "home"])
+def test_an_official_copy_in_the_user_cache_is_found_before_system_copies(tmp_path, monkeypatch, fashion, where):
+    """With $FMNIST_CACHE unset: $XDG_CACHE_HOME/fmnist, else ~/.cache/fmnist (the system copy is
+    still on the search path, after the cache)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("FMNIST_CACHE")
+    if where == "xdg":
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        cache = _link_official_files(tmp_path / "xdg" / "fmnist", fashion)
+    else:
+        monkeypatch.delenv("XDG_CACHE_HOME")
+        cache = _link_official_files(home / ".cache" / "fmnist", fashion)
+    monkeypatch.setattr(sources, "SYSTEM_DIRS", (_link_official_files(tmp_path / "system", fashion),))
+    found = load_dataset(download=False)
+    assert (found.source.kind, found.source.directory) == ("cache", cache)
+    assert found.verified and np.array_equal(found.test.labels, fashion.test.labels)
+
+
+def test_keras_cache_is_the_last_place_searched(tmp_path, monkeypatch, fashion):
+    """~/.keras/datasets/fashion-mnist (Keras's own download, four .gz files) is used when nothing
+    else is installed; a system copy comes first."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    keras = _link_official_files(tmp_path / "home" / ".keras" / "datasets" / "fashion-mnist", fashion)
+    system = _link_official_files(tmp_path / "system", fashion)
+    monkeypatch.setattr(sources, "SYSTEM_DIRS", (system,))
+    assert load_dataset(download=False).source.kind == "system"
+    monkeypatch.setattr(sources, "SYSTEM_DIRS", ())
+    found = load_dataset(download=False)
+    assert (found.source.kind, found.source.directory) == ("keras", keras)
+    assert found.verified and np.array_equal(found.train.labels, fashion.train.labels)
 
 
 def test_image_folders_accept_colour_and_other_sizes(tmp_path):

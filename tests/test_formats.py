@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +16,8 @@ from conftest import write_idx_set
 from fmnist.data import formats
 from fmnist.data.dataset import load_dataset
 from fmnist.errors import DataError
+
+FMNIST = str(Path(sys.executable).parent / "fmnist")
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
@@ -49,6 +55,79 @@ def test_wrong_magic_number(tmp_path):
     path.write_bytes(b"\x12\x34\x08\x03" + bytes(100))
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: not an IDX file: magic number 0x12340803"):
         formats.read_idx(path)
+
+
+KNOWN_TYPES = "known: 0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64"
+EXPECTED_MAGIC = "(expected 0x00000801 for labels or 0x00000803 for images)"
+# Each byte of the magic number wrong on its own; the rest of the file is a valid 10-label IDX1 file.
+BAD_MAGIC = {
+    "first byte": (b"\x08\x00\x08\x01",
+                   f"not an IDX file: magic number 0x08000801: the first two bytes must be zero {EXPECTED_MAGIC}"),
+    "second byte": (b"\x00\x01\x08\x01",
+                    f"not an IDX file: magic number 0x00010801: the first two bytes must be zero {EXPECTED_MAGIC}"),
+    "unknown type byte": (b"\x00\x00\x07\x01",
+                          f"not an IDX file: magic number 0x00000701: unknown data type byte 0x07 ({KNOWN_TYPES})"),
+    "type byte between known ones": (b"\x00\x00\x0A\x01",
+                                     f"not an IDX file: magic number 0x00000A01: unknown data type byte 0x0A ({KNOWN_TYPES})"),
+    "zero dimensions": (b"\x00\x00\x08\x00",
+                        "not an IDX file: magic number 0x00000800: zero dimensions (the fourth byte counts them)"),
+}
+
+
+def _one_line_data_error(call) -> str:
+    with pytest.raises(DataError) as caught:
+        call()
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("case", BAD_MAGIC)
+def test_each_byte_of_the_magic_number_is_checked(tmp_path, case):
+    magic, problem = BAD_MAGIC[case]
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(magic + formats.idx_bytes(np.arange(10, dtype=np.uint8))[4:])
+    assert _one_line_data_error(lambda: formats.read_idx(path)) == f"{path}: {problem}"
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"\x00\x00\x08", "too short for an IDX header (3 bytes)"),
+        # Three dimensions need 4 + 3 * 4 bytes of header; only two sizes are there.
+        (b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (28).to_bytes(4, "big"),
+         "truncated IDX header: 3 dimensions need 16 bytes"),
+        # The header promises two images; the file holds one (784 bytes).
+        (formats.idx_bytes(np.zeros((2, 28, 28), np.uint8))[: 16 + 784],
+         "truncated: header says shape (2, 28, 28) (1568 bytes), file holds 784"),
+        (formats.idx_bytes(np.zeros((1, 28, 28), np.uint8)) + bytes(5),
+         "5 unexpected bytes after the data of shape (1, 28, 28)"),
+        # Multi-byte types count bytes, not values: 3 int32 values are 12 bytes.
+        (formats.idx_bytes(np.arange(3, dtype=np.int32))[:-1], "truncated: header says shape (3,) (12 bytes), file holds 11"),
+        (formats.idx_bytes(np.arange(3, dtype=np.float64)) + bytes(8),
+         "8 unexpected bytes after the data of shape (3,)"),
+    ],
+    ids=["short", "truncated-header", "fewer-images", "trailing-bytes", "int32-cut", "float64-extra"],
+)
+def test_idx_sizes_that_disagree_with_the_header(tmp_path, content, problem):
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(content)
+    assert _one_line_data_error(lambda: formats.read_idx(path)) == f"{path}: {problem}"
+    gz = tmp_path / "t10k-images-idx3-ubyte.gz"  # the same checks after decompression
+    gz.write_bytes(gzip.compress(content))
+    assert _one_line_data_error(lambda: formats.read_idx(gz)) == f"{gz}: {problem}"
+
+
+@pytest.mark.parametrize("case", ["second byte", "unknown type byte", "zero dimensions"])
+def test_cli_reports_a_bad_idx_header_in_one_line(tmp_path, small_idx_dir, case):
+    """`fmnist info --data DIR`: exit 2 and one line naming the file, never a traceback."""
+    magic, problem = BAD_MAGIC[case]
+    data = tmp_path / "data"
+    shutil.copytree(small_idx_dir, data)
+    bad = data / "t10k-labels-idx1-ubyte"
+    bad.write_bytes(magic + bad.read_bytes()[4:])
+    result = subprocess.run([FMNIST, "info", "--data", str(data)], capture_output=True, text=True, timeout=300)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr.splitlines() == [f"fmnist: error: {bad}: {problem}"]
 
 
 def test_truncated_raw_idx_and_trailing_bytes(tmp_path):

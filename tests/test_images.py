@@ -53,6 +53,71 @@ def test_a_28x28_image_that_does_not_look_like_the_dataset_is_prepared(fashion):
     assert np.median(on_grey.pixels[fashion.test.images[1] == 0]) == 0  # the backdrop became black
 
 
+@pytest.mark.parametrize("n", [14, 27, 29, 56])
+def test_only_a_square_image_of_the_model_size_is_passed_through(fashion, n):
+    """A 28xN or Nx28 image that otherwise looks like the dataset (black backdrop, a garment filling
+    it) is prepared, never passed through at the wrong size: both sides are checked."""
+    for width, height in ((n, 28), (28, n)):
+        image = np.asarray(Image.fromarray(fashion.test.images[1]).resize((width, height), Image.Resampling.LANCZOS))
+        prepared = images.prepare(Image.fromarray(image))
+        assert not prepared.passthrough, (width, height)
+        assert prepared.pixels.shape == (28, 28) and (prepared.width, prepared.height) == (width, height)
+
+
+def _block(height: int, width: int, background: float = 0.0, level: float = 200.0, dtype=np.uint8) -> np.ndarray:
+    """A 28x28 image: a height x width block of `level`, centred, on a uniform `background`."""
+    image = np.full((28, 28), background, dtype)
+    top, left = (28 - height) // 2, (28 - width) // 2
+    image[top : top + height, left : left + width] = level
+    return image
+
+
+@pytest.mark.parametrize("longest, passes", [(14, True), (13, False)])
+def test_half_the_frame_is_the_passthrough_limit(longest, passes):
+    """An object whose longest side is half the model's object size (14 of 28 px) on black is used as
+    it is; 13 px is prepared like a photo (cropped and fitted). Tall and wide objects alike."""
+    for height, width in ((longest, 5), (5, longest)):
+        image = _block(height, width)
+        prepared = images.prepare(Image.fromarray(image))
+        assert prepared.passthrough is passes, (height, width)
+        assert np.array_equal(prepared.pixels, image) is passes
+        assert prepared.box == ((28 - width) // 2, (28 - height) // 2, (28 - width) // 2 + width, (28 - height) // 2 + height)
+    # The limit is the model's own object size: 10 of MNIST's 20 px.
+    digits = ImageSpec(object_size=20)
+    assert images.prepare(Image.fromarray(_block(10, 3)), digits).passthrough
+    assert not images.prepare(Image.fromarray(_block(9, 3)), digits).passthrough
+
+
+@pytest.mark.parametrize("background, passes", [(63, True), (64, False)])
+def test_a_background_within_a_quarter_of_black_is_the_passthrough_limit(background, passes):
+    """25 % of 255 is 63.75 grey levels: a backdrop at 63 still looks like the dataset, 64 does not
+    (and is levelled to black); the same holds after inversion (dark object on 192 or 191), and from
+    white for a model of dark objects on white."""
+    image = _block(20, 12, background=background, level=255)
+    prepared = images.prepare(Image.fromarray(image))
+    assert prepared.passthrough is passes and not prepared.inverted
+    if passes:
+        assert np.array_equal(prepared.pixels, image)
+    else:
+        assert prepared.pixels[0, 0] == 0  # prepared: the backdrop became black
+    light = _block(20, 12, background=255 - background, level=0)
+    inverted = images.prepare(Image.fromarray(light))
+    assert inverted.inverted and inverted.passthrough is passes
+    if passes:
+        assert np.array_equal(inverted.pixels, 255 - light)
+    # A model trained on dark objects on white measures the backdrop from white instead.
+    on_white = images.prepare(Image.fromarray(light), ImageSpec(background="light"))
+    assert not on_white.inverted and on_white.passthrough is passes
+
+
+def test_the_background_limit_is_inclusive():
+    """Exactly 25 % of full intensity (63.75, reachable in a float image) is still within the limit."""
+    at_limit = images.prepare(Image.fromarray(_block(20, 12, 63.75, 255.0, np.float32), mode="F"))
+    assert at_limit.passthrough
+    beyond = images.prepare(Image.fromarray(_block(20, 12, 63.8, 255.0, np.float32), mode="F"))
+    assert not beyond.passthrough
+
+
 def test_a_test_image_saved_as_png_reads_back_exactly(tmp_path, fashion):
     path = tmp_path / "sample_image.png"
     Image.fromarray(fashion.test.images[1]).save(path)
@@ -139,6 +204,54 @@ def test_an_animated_gif_uses_its_first_frame(fashion):
     prepared = images.load(buffer.getvalue())
     assert prepared.frames == 2
     assert np.array_equal(prepared.pixels, fashion.test.images[0])
+
+
+def test_a_transparent_palette_is_composited_onto_white(fashion):
+    """A palette PNG with a transparent entry (tRNS): hidden pixels are white, whatever colour the
+    palette gives them (here a saturated green that would read as mid-grey)."""
+    gray = np.rint(photo(fashion.test.images[0], backdrop=255.0)).astype(np.uint8)
+    garment = gray < 250
+    indices = np.where(garment, np.maximum(gray, 1), 0).astype(np.uint8)  # entry i is grey i; 0 is hidden
+    palette = [20, 200, 30] + [level for i in range(1, 256) for level in (i, i, i)]
+    paletted = Image.fromarray(indices, mode="P")
+    paletted.putpalette(palette)
+    encoded = png_bytes(paletted, transparency=0)
+    assert Image.open(io.BytesIO(encoded)).info.get("transparency") == 0  # really a transparent palette
+    prepared = images.load(encoded)
+    assert prepared.mode == "P"
+    on_white = images.prepare(Image.fromarray(np.where(garment, np.maximum(gray, 1), 255).astype(np.uint8)))
+    assert np.array_equal(prepared.pixels, on_white.pixels)
+    assert np.array_equal(images.to_grayscale(Image.open(io.BytesIO(encoded)))[~garment], np.full((~garment).sum(), 255.0))
+
+
+def test_an_animated_webp_uses_its_first_frame(fashion):
+    first, second = (Image.fromarray(fashion.test.images[i]).convert("RGB") for i in (1, 0))
+    buffer = io.BytesIO()
+    first.save(buffer, format="WEBP", save_all=True, append_images=[second], duration=100, loop=0, lossless=True)
+    prepared = images.load(buffer.getvalue())
+    assert prepared.frames == 2 and prepared.info()["frames"] == 2
+    assert prepared.passthrough and np.array_equal(prepared.pixels, fashion.test.images[1])
+
+
+def test_exactly_the_pixel_limit_is_decoded_one_more_is_refused_from_the_header(tmp_path):
+    """The limit is image_files.MAX_IMAGE_PIXELS: an image of exactly that many pixels is read;
+    one pixel more is refused from the header alone (the file below has no valid image data, so
+    any decoding would report a corrupt image instead)."""
+    limit = image_files.MAX_IMAGE_PIXELS
+    assert limit == 50_000_000 == 10_000 * 5_000 == 14_041 * 3_561 - 1
+    at_limit = Image.new("1", (10_000, 5_000), 1)  # white, 1 bit per pixel: a small file
+    at_limit.paste(0, (4_000, 2_000, 6_000, 3_000))  # a black object in the middle
+    path = tmp_path / "at-limit.png"
+    at_limit.save(path)
+    prepared = images.load(path)
+    assert (prepared.width, prepared.height) == (10_000, 5_000) and prepared.inverted
+    assert all(abs(a - b) <= 20 for a, b in zip(prepared.box, (4_000, 2_000, 6_000, 3_000))), prepared.box
+    over = tmp_path / "over.png"
+    over.write_bytes(_png_header(14_041, 3_561))
+    with pytest.raises(DataError) as caught:
+        images.load(over)
+    assert str(caught.value) == (f"{over}: image too large: 14041x3561 = 50,000,001 pixels (the limit is 50,000,000); "
+                                 "refused before decoding")
 
 
 def test_exif_orientation_is_applied(fashion):
@@ -279,7 +392,7 @@ def test_a_pipe_is_read_to_its_end(fashion):
 def test_huge_images_are_reduced_before_any_float_copy(fashion):
     big = Image.fromarray(fashion.test.images[1]).resize((28 * 100, 28 * 100), Image.Resampling.NEAREST)  # 7.8 Mpx
     opened = image_files.open_image(png_bytes(big))
-    assert max(opened.size) <= 2 * image_files.WORKING_SIZE and opened.info["fmnist_size"] == (2800, 2800)
+    assert max(opened.image.size) <= 2 * image_files.WORKING_SIZE and (opened.width, opened.height) == (2800, 2800)
     prepared = images.prepare(opened)
     assert (prepared.width, prepared.height) == (2800, 2800) and prepared.passthrough is False
     assert np.abs(prepared.pixels.astype(int) - fashion.test.images[1]).mean() < 12

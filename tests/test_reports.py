@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 from test_cli import assert_one_line_error, run
 
 from fmnist.engine.config import TrainConfig
-from fmnist.engine.run import train
-from fmnist.report.run_report import redraw
+from fmnist.workflows.train_run import train
+from fmnist.workflows.redraw import redraw
 
 TRAIN_FIGURES = ("learning-curves.png", "training-summary.png", "confusion-matrix.png", "class-scores.png",
                  "montage.png", "correct.png", "incorrect.png", "top-losses.png", "feature-maps.png")
@@ -18,10 +19,18 @@ TRAIN_FIGURES = ("learning-curves.png", "training-summary.png", "confusion-matri
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, fashion):
+    """One run folder for the module: tests read it; a test that changes files works on `own_copy`."""
     out = tmp_path_factory.mktemp("run")
     data = fashion.limit(train=400, test=200)
-    train(TrainConfig(model="baseline", epochs=2, device="cpu"), out, dataset=data)
+    train(TrainConfig(model="baseline", epochs=2, device="cpu", precision="fp32"), out, dataset=data)
     return out, data
+
+
+@pytest.fixture
+def own_copy(trained, tmp_path):
+    """This test's own copy of the trained run folder, so tests pass in any order."""
+    out, data = trained
+    return shutil.copytree(out, tmp_path / "run"), data
 
 
 def _embedded(report_path):
@@ -41,8 +50,8 @@ def test_train_writes_every_figure_and_embeds_it(trained):
     assert evaluation["images"] == 200 and len(evaluation["confusion_matrix"]) == 10
 
 
-def test_redraw_from_files_alone(trained):
-    out, data = trained
+def test_redraw_from_files_alone(own_copy):
+    out, data = own_copy
     for name in TRAIN_FIGURES:
         (out / name).unlink()
     (out / "report.html").unlink()
@@ -51,14 +60,13 @@ def test_redraw_from_files_alone(trained):
     assert _embedded(out / "report.html") == len(TRAIN_FIGURES)
 
 
-def test_redraw_refuses_mismatched_test_images(trained, fashion):
-    out, _ = trained
+def test_redraw_refuses_mismatched_test_images(own_copy, fashion):
+    out, _ = own_copy
     # The full test set's first 200 labels are the same images; a shifted slice is not.
     shifted = fashion.limit(train=400, test=400)
     shifted = type(shifted)(shifted.train, shifted.test.subset(slice(200, 400)), shifted.classes, shifted.source, False)
     redraw(out, shifted)
     assert "not the ones evaluated" in (out / "report.html").read_text()
-    redraw(out, fashion.limit(train=400, test=200))  # leave the module fixture intact
 
 
 def test_evaluate_report_and_activations_commands(tmp_path, trained, small_idx_dir):

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import write_idx_set
@@ -70,9 +76,21 @@ def test_corrupt_gzip_on_one_mirror_falls_through_to_the_next(tmp_path, serve, o
     assert len(source.files) == 4 and any("not valid gzip data" in note for note in notes)
 
 
-def test_download_from_an_unreachable_mirror(tmp_path):
-    with pytest.raises(DataError, match=r"127\.0\.0\.1:9/train-images-idx3-ubyte\.gz: unreachable"):
-        sources.download(tmp_path / "cache", mirrors=["http://127.0.0.1:9/"], timeout=5)
+@pytest.fixture
+def closed_mirror():
+    """The URL of a port on 127.0.0.1 that nothing listens on: one the system just gave out and
+    that was closed again (a fixed port, say 9, may well be in use on some machine)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def test_download_from_an_unreachable_mirror(tmp_path, closed_mirror):
+    url = f"{closed_mirror}train-images-idx3-ubyte.gz"
+    with pytest.raises(DataError) as caught:
+        sources.download(tmp_path / "cache", mirrors=[closed_mirror], timeout=5)
+    assert str(caught.value).startswith(f"could not download train-images-idx3-ubyte: {url}: unreachable (")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
@@ -83,11 +101,26 @@ def test_download_of_a_missing_file_reports_http_status(tmp_path, serve):
         sources.download(tmp_path / "cache", mirrors=[serve(empty)])
 
 
-def test_load_dataset_downloads_when_nothing_is_installed(tmp_path, monkeypatch, serve, official_gz_dir):
+def test_load_dataset_downloads_when_nothing_is_installed(tmp_path, monkeypatch, serve, official_gz_dir, closed_mirror):
     monkeypatch.setattr(sources, "SYSTEM_DIRS", ())
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     dataset = load_dataset(mirrors=[serve(official_gz_dir)])
     assert dataset.source.kind == "download" and dataset.verified
     # The next load finds the verified cache and downloads nothing.
-    again = load_dataset(mirrors=["http://127.0.0.1:9/"])
+    again = load_dataset(mirrors=[closed_mirror])
     assert again.source.kind == "cache" and again.verified
+
+
+def test_tests_run_with_their_own_home_and_caches(tmp_path_factory):
+    """conftest's isolation: HOME, the XDG folders, matplotlib's folder and fmnist's cache lie in this
+    run's temporary folder, for the tests and for the `fmnist` processes they start; only the system
+    copy of the data is shared."""
+    base = tmp_path_factory.getbasetemp()
+    for variable in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR", "FMNIST_CACHE"):
+        assert Path(os.environ[variable]).is_relative_to(base), variable
+    assert "FMNIST_DATA" not in os.environ
+    assert [kind for kind, directory in sources.search_path() if not directory.is_relative_to(base)] == ["system"]
+    code = "import matplotlib, pathlib; print(pathlib.Path.home()); print(matplotlib.get_configdir())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    home, matplotlib_dir = child.stdout.splitlines()
+    assert home == os.environ["HOME"] and matplotlib_dir == os.environ["MPLCONFIGDIR"]

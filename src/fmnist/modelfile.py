@@ -90,7 +90,7 @@ def save_model(
     image_spec: ImageSpec = FASHION_SPEC,
 ) -> Path:
     """Write the model file atomically. `extra_*` carry resume state in checkpoints; `image_spec`
-    says what the training images looked like (`fmnist.images.measure_spec`)."""
+    says what the training images looked like (`fmnist.image_spec.measure_spec`)."""
     tensors = model_tensors(model)
     digest = _tensors_digest(tensors)
     for key, value in (extra_tensors or {}).items():
@@ -111,7 +111,10 @@ def save_model(
         metadata[f"extra.{key}"] = json.dumps(value, default=str)
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:  # a full disk, say: safetensors raises its own error, not an OSError
+            raise ModelFileError(path, f"cannot write ({exc})") from None
     return path
 
 

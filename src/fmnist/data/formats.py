@@ -63,14 +63,22 @@ def parse_idx(data: bytes, path: str | Path) -> np.ndarray:
     """Parse IDX bytes into an array with native byte order; checks magic number and sizes."""
     if len(data) < 4:
         raise DataError(path, f"too short for an IDX header ({len(data)} bytes)")
-    magic = int.from_bytes(data[:4], "big")
-    if data[:2] != b"\x00\x00" or data[2] not in IDX_DTYPES or data[3] == 0:
+    # The magic number is 0x00 0x00, a data type byte, the number of dimensions: each byte checked
+    # on its own, so every bad header is a one-line DataError saying which byte is wrong.
+    bad_magic = f"not an IDX file: magic number 0x{int.from_bytes(data[:4], 'big'):08X}"
+    if data[:2] != b"\x00\x00":
         raise DataError(
             path,
-            f"not an IDX file: magic number 0x{magic:08X} "
+            f"{bad_magic}: the first two bytes must be zero "
             "(expected 0x00000801 for labels or 0x00000803 for images)",
         )
-    dtype, ndim = IDX_DTYPES[data[2]], data[3]
+    dtype = IDX_DTYPES.get(data[2])
+    if dtype is None:
+        known = ", ".join(f"0x{code:02X} {kind.name}" for code, kind in IDX_DTYPES.items())
+        raise DataError(path, f"{bad_magic}: unknown data type byte 0x{data[2]:02X} (known: {known})")
+    ndim = data[3]
+    if ndim == 0:
+        raise DataError(path, f"{bad_magic}: zero dimensions (the fourth byte counts them)")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(path, f"truncated IDX header: {ndim} dimensions need {header} bytes")

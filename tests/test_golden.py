@@ -1,0 +1,86 @@
+"""The same seed gives the same run, before and after any change of the code: recorded results of two
+small training runs (the write-up baseline; the fast recipe with flips, translation, erasing, label
+smoothing and the linear schedule), fp32 on the CPU.
+
+Recorded on this project's AVX2 CPU with torch 2.13.0 before the workflows restructuring (issue 12) and
+reproduced exactly after it. Another CPU's kernels may round differently in the last bits, hence the
+tolerances: far below what a changed random stream, schedule, augmentation or loss would move.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import fmnist
+from fmnist.engine.config import build_config
+
+GOLDEN = {
+    "baseline": {
+        "history": [
+            {
+                "loss": 1.6109134928385416,
+                "accuracy": 0.44333333333333336,
+                "val_loss": 0.8604041337966919,
+                "val_accuracy": 0.6700000166893005,
+                "lr": 0.01
+            },
+            {
+                "loss": 0.8349396260579427,
+                "accuracy": 0.72,
+                "val_loss": 0.724175214767456,
+                "val_accuracy": 0.7433333396911621,
+                "lr": 0.01
+            }
+        ],
+        "test_accuracy": 0.7433333396911621,
+        "test_loss": 0.724175214767456,
+        "weight_sum": -67.65278472048014,
+        "weight_norm": 16.94347816512519
+    },
+    "fast": {
+        "history": [
+            {
+                "loss": 2.317481689453125,
+                "accuracy": 0.2783333333333333,
+                "val_loss": 2.014725685119629,
+                "val_accuracy": 0.35333332419395447,
+                "lr": 0.1
+            },
+            {
+                "loss": 2.3379890950520834,
+                "accuracy": 0.3983333333333333,
+                "val_loss": 1.3477329015731812,
+                "val_accuracy": 0.476666659116745,
+                "lr": 0.010000000000000002
+            }
+        ],
+        "test_accuracy": 0.476666659116745,
+        "test_loss": 1.3477329015731812,
+        "weight_sum": 574.3885650920422,
+        "weight_norm": 29.7474599711849
+    }
+}
+
+CONFIGS = {
+    "baseline": dict(model="baseline", epochs=2, precision="fp32", device="cpu", seed=3),
+    "fast": dict(recipe="fast", epochs=2, batch_size=64, augment="flip+crop+erase", precision="fp32", device="cpu",
+                 seed=5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_a_fixed_seed_reproduces_the_recorded_run(name, fashion, tmp_path):
+    result = fmnist.train(build_config(**CONFIGS[name]), tmp_path / "run", dataset=fashion.limit(train=600, test=300))
+    golden = GOLDEN[name]
+    assert len(result.history) == len(golden["history"])
+    for row, recorded in zip(result.history, golden["history"]):
+        assert row["lr"] == pytest.approx(recorded["lr"], rel=1e-12)
+        for key in ("accuracy", "val_accuracy"):  # one image of 600 (300) moves these by 0.0017 (0.0033)
+            assert row[key] == pytest.approx(recorded[key], abs=1e-3), (row["epoch"], key)
+        for key in ("loss", "val_loss"):
+            assert row[key] == pytest.approx(recorded[key], rel=1e-4), (row["epoch"], key)
+    assert result.metrics["test_accuracy"] == pytest.approx(golden["test_accuracy"], abs=1e-3)
+    assert result.metrics["test_loss"] == pytest.approx(golden["test_loss"], rel=1e-4)
+    weights = [value.double() for value in result.model.state_dict().values() if value.dtype.is_floating_point]
+    assert float(sum(value.sum() for value in weights)) == pytest.approx(golden["weight_sum"], rel=1e-4)
+    assert float(sum((value ** 2).sum() for value in weights)) ** 0.5 == pytest.approx(golden["weight_norm"], rel=1e-5)
