@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fmnist.data import formats
 from fmnist.data.dataset import load_dataset
 
 SMALL_TRAIN, SMALL_TEST = 300, 100
+
+# Property-based fuzzing (hypothesis): in CI a fixed, bounded set of examples per property, the same
+# on every run; `make fuzz` raises the count and lets hypothesis explore (FMNIST_FUZZ_EXAMPLES, and
+# FMNIST_FUZZ_RANDOM=1 for fresh random examples).
+settings.register_profile(
+    "fmnist",
+    max_examples=int(os.environ.get("FMNIST_FUZZ_EXAMPLES", "60")),
+    derandomize=os.environ.get("FMNIST_FUZZ_RANDOM") != "1",
+    deadline=None,  # a shared 2-core machine: time per example is not what is tested
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,  # nothing written outside the tests' temporary folders
+)
+settings.load_profile("fmnist")
 
 
 @pytest.fixture(scope="session")
