@@ -76,7 +76,7 @@ def test_train_with_the_fast_recipe_and_an_override(tmp_path, small_idx_dir):
     for line in ("recipe: fast", "model: fast", "epochs: 2", "batch_size: 64", "augment: flip", "schedule: linear",
                  "nesterov: true", "label_smoothing: 0.1", "precision: fp32"):
         assert line in config.splitlines(), line
-    rerun = run("train", "--config", tmp_path / "run" / "config.yaml", "--data", small_idx_dir, "--device", "cpu",
+    run("train", "--config", tmp_path / "run" / "config.yaml", "--data", small_idx_dir, "--device", "cpu",
                 "--out", tmp_path / "again", "--quiet")
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["test_accuracy"] == \
         json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"]  # the saved config reruns it

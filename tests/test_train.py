@@ -185,8 +185,8 @@ def test_config_errors(tmp_path):
         build_config(None, lr="fast")
 
 
-def test_resume_without_state_is_an_error(tmp_path, small):
-    with pytest.raises(FmnistError, match="nothing to resume"):
+def test_resume_of_a_folder_without_a_run_is_an_error(tmp_path, small):
+    with pytest.raises(FmnistError, match=r"nothing to resume \(no config.yaml: not a run folder\)"):
         fit(_config(), tmp_path, dataset=small, resume=True)
 
 

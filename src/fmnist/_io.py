@@ -1,13 +1,15 @@
-"""Atomic file writes: write to a temporary name in the target directory, then rename.
-
-A reader (or a crash) never sees a half-written file under the final name.
+"""File plumbing every layer shares: atomic writes (a temporary name in the target directory, then a
+rename: a reader or a crash never sees a half-written file under the final name), one-line errors
+for reads, and silencing native libraries that print straight to file descriptor 2.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -23,9 +25,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
     try:
         yield tmp
+        # mkstemp makes 0600, and a writer may replace the file (safetensors does): the finished file
+        # gets the usual mode, as any file the user's umask governs.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -61,3 +65,28 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def silenced_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for the duration. Native libraries print their own complaints
+    straight to it (libtiff about a corrupt file; onnxruntime, on import, that it cannot save a
+    telemetry ID in an unwritable home); their real errors still reach Python as exceptions, and
+    the user gets fmnist's one line."""
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -14,15 +14,14 @@ import io
 import os
 import re
 import stat
-import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fmnist._io import open_for_reading
+from fmnist._io import open_for_reading, silenced_stderr
 from fmnist.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -89,7 +88,7 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | Path | None = 
             image.seek(0)  # an animation's first frame
             if image.format in ("JPEG", "MPO") and max(width, height) > 2 * WORKING_SIZE:
                 image.draft(image.mode, (WORKING_SIZE, WORKING_SIZE))  # decode at a reduced DCT scale
-            with _silenced_stderr() if image.format == "TIFF" else contextlib.nullcontext():
+            with silenced_stderr() if image.format == "TIFF" else contextlib.nullcontext():
                 image.load()
             orientation = image.getexif().get(0x0112)
             image = _shrink(ImageOps.exif_transpose(image))  # phone photos: upright as the camera held them
@@ -168,29 +167,6 @@ def _quiet_pillow() -> None:
 
             warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
             _filters_installed = True
-
-
-_STDERR_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _silenced_stderr() -> Iterator[None]:
-    """libtiff prints its own complaints about a corrupt file straight to file descriptor 2 (the
-    error still reaches us as an exception). Silence them: the user gets fmnist's one line."""
-    with _STDERR_LOCK:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):
-            yield
-            return
-        try:
-            with open(os.devnull, "wb") as null:
-                os.dup2(null.fileno(), 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 # --------------------------------------------------------------------------- finding image files

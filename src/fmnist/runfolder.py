@@ -13,15 +13,21 @@ the same folders; everything else goes through this module.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
+import os
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fmnist._checks import NUMBER, check_shape
 from fmnist._io import atomic_path, write_text_atomic
 from fmnist.errors import FmnistError
 
@@ -37,9 +43,25 @@ CLASSIFICATION_REPORT = "classification_report.txt"
 CV = "cv.json"
 LR_FIND = "lr_find.json"
 REPORT = "report.html"
+LOCK = ".lock"  # held (flock) by the process training the run: a second one is refused
 # A folder holding one of these is an fmnist output folder that `fmnist report` can redraw.
 OUTPUT_FILES = (HISTORY, CV, EVALUATION, METRICS)
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+MAX_JSON_BYTES = 64 * 2**20  # far above any file fmnist writes (a 5-fold cv.json of 100 epochs: ~200 kB)
+
+# What a redraw relies on in each file (fmnist.report draws from these without further checks).
+_HISTORY_ROW = {"epoch": int, "loss": NUMBER, "accuracy": NUMBER, "val_loss": NUMBER, "val_accuracy": NUMBER}
+METRICS_SCHEMA = {"model?": str}
+CV_SCHEMA = {
+    "folds": int, "stratified": bool, "seed": int, "train_images": int, "folds_sha256": str,
+    "models": [{"name": str, "label?": str, "scores": [NUMBER], "mean": NUMBER, "std": NUMBER, "n": int,
+                "seconds": NUMBER, "histories": [[_HISTORY_ROW]], "final?": {"test_accuracy": NUMBER}}],
+}
+EVALUATION_SCHEMA = {
+    "model_file?": str, "data?": str, "test_loss": NUMBER, "test_accuracy": NUMBER, "images": int,
+    "labels_sha256": str, "classes": [str], "report_text": str, "report": dict, "confusion_matrix": [[int]],
+    "most_confused?": [list],
+}
 
 
 def checkpoint_name(model_name: str, epoch: int, val_accuracy: float) -> str:
@@ -56,15 +78,20 @@ def write_json(path: str | Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
-    """A JSON file's value; None when the file does not exist; one-line error when it is damaged."""
+def read_json(path: str | Path, schema: Any = None) -> Any:
+    """A JSON file's value, checked against `schema` (fmnist._checks); None when the file does not
+    exist; a one-line error when it is damaged, too big or not shaped as fmnist writes it."""
     path = Path(path)
     if not path.is_file():
         return None
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise FmnistError(f"{path}: {path.stat().st_size:,} bytes, more than any file fmnist writes "
+                          f"({MAX_JSON_BYTES:,}); refused")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FmnistError(f"{path}: not valid JSON ({exc})") from None
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise FmnistError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:200] if str(exc) else 'too deeply nested'})") from None
+    return value if schema is None else check_shape(path, value, schema)
 
 
 class RunFolder:
@@ -102,10 +129,54 @@ class RunFolder:
 
     def start(self, config_text: str) -> None:
         """Begin a new run here: refuse a folder that already holds one, then write config.yaml."""
-        if self.config.exists():
-            raise FmnistError(f"{self.path}: already holds a run; continue it with --resume or choose another --out")
+        self.refuse_reuse()
         self.path.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.config, config_text)
+
+    def refuse_reuse(self) -> None:
+        if self.config.exists():
+            raise FmnistError(f"{self.path}: already holds a run; continue it with --resume or choose another --out")
+
+    def discard_progress(self) -> None:
+        """Forget an abandoned attempt's history and checkpoints (its config.yaml stays): the run
+        starts again from its first epoch."""
+        (self.path / HISTORY).unlink(missing_ok=True)
+        if self.checkpoints.is_dir():
+            for path in self.checkpoints.iterdir():
+                if path.is_file():
+                    path.unlink()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run's lock while working on it: a second process training or resuming the same
+        folder is refused. The lock is the kernel's (flock): it dies with its process, never stale."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / LOCK, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise FmnistError(f"{self.path}: another fmnist process{f' (pid {holder})' if holder.isdigit() else ''} "
+                              "is working on this run; wait for it to finish or stop it") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def remove_stale_parts(self) -> list[Path]:
+        """Delete the temporary files of writes a killed process never finished (`.NAME.XXXX.part`);
+        only while holding the lock, so that no live writer's file goes."""
+        stale = [path for path in self.path.rglob(".*.part") if path.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def write_history(self, rows: list[dict]) -> None:
         buffer = io.StringIO()
@@ -119,17 +190,30 @@ class RunFolder:
         path = self.path / HISTORY
         if not path.is_file():
             return None
-        with open(path, newline="", encoding="utf-8") as handle:
-            return [
-                {key: (int(value) if key == "epoch" else float(value)) for key, value in row.items() if value != ""}
-                for row in csv.DictReader(handle)
-            ]
+        rows = []
+        try:
+            with open(path, newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                missing = [column for column in _HISTORY_ROW if column not in (reader.fieldnames or [])]
+                if missing:
+                    raise FmnistError(f"{path}: not a history file fmnist wrote (no column {', '.join(missing)})")
+                for line, row in enumerate(reader, start=2):
+                    try:
+                        rows.append({key: (int(value) if key == "epoch" else float(value))
+                                     for key, value in row.items() if key in HISTORY_COLUMNS and value not in ("", None)})
+                    except ValueError as exc:
+                        raise FmnistError(f"{path}: line {line}: {exc}") from None
+                    if any(key not in rows[-1] for key in _HISTORY_ROW):
+                        raise FmnistError(f"{path}: line {line}: a value is missing")
+        except UnicodeDecodeError:
+            raise FmnistError(f"{path}: not a text file") from None
+        return rows
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.path / METRICS, metrics)
 
     def read_metrics(self) -> dict | None:
-        return read_json(self.path / METRICS)
+        return read_json(self.path / METRICS, METRICS_SCHEMA)
 
     def read_config_text(self) -> str | None:
         return self.config.read_text(encoding="utf-8") if self.config.is_file() else None
@@ -150,15 +234,32 @@ class RunFolder:
                                     probabilities=np.asarray(probabilities).astype(np.float32))
 
     def read_evaluation(self) -> dict | None:
-        return read_json(self.path / EVALUATION)
+        evaluation = read_json(self.path / EVALUATION, EVALUATION_SCHEMA)
+        if evaluation is not None:
+            classes, matrix = evaluation["classes"], evaluation["confusion_matrix"]
+            if len(matrix) != len(classes) or any(len(row) != len(classes) for row in matrix):
+                raise FmnistError(f"{self.path / EVALUATION}: the confusion matrix is not {len(classes)}×{len(classes)}")
+            for name in classes:  # the per-class scores every report draws
+                check_shape(self.path / EVALUATION, evaluation["report"].get(name),
+                            {"precision": NUMBER, "recall": NUMBER, "f1-score": NUMBER}, f"report.{name}")
+        return evaluation
 
-    def read_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(labels, predictions, probabilities) from predictions.npz; None when there is none."""
+    def read_predictions(self, images: int, classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(labels (N,), predictions (N,), probabilities (N, C)) from predictions.npz, checked against
+        the evaluation's N images and C classes; None when there is none."""
         path = self.path / PREDICTIONS
         if not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as saved:
-            return saved["labels"], saved["predictions"], saved["probabilities"]
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                labels, predictions, probabilities = saved["labels"], saved["predictions"], saved["probabilities"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise FmnistError(f"{path}: damaged or not written by fmnist ({str(exc).splitlines()[0][:200]})") from None
+        if (labels.shape != (images,) or predictions.shape != (images,) or probabilities.shape != (images, classes)
+                or labels.dtype.kind not in "iu" or predictions.dtype.kind not in "iu"
+                or not ((0 <= labels) & (labels < classes) & (0 <= predictions) & (predictions < classes)).all()):
+            raise FmnistError(f"{path}: does not match evaluation.json ({images:,} images of {classes} classes)")
+        return labels, predictions, probabilities
 
     # ------------------------------------------------------------------ cross-validation, lr-find
 
@@ -167,7 +268,7 @@ class RunFolder:
         write_json(self.path / CV, summary)
 
     def read_cv(self) -> dict | None:
-        return read_json(self.path / CV)
+        return read_json(self.path / CV, CV_SCHEMA)
 
     def write_lr_find(self, result: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

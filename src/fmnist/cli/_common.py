@@ -121,6 +121,9 @@ TRAINING_OPTIONS = {
 }
 
 
+SpecOption = TRAINING_OPTIONS["spec"]
+
+
 def training_options(*names: str, **replaced):
     """Decorator: add the named TRAINING_OPTIONS (or `replaced` ones) to a command where its
     `options` parameter stands; the command receives them as one dict, `options`."""

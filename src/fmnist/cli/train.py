@@ -16,7 +16,7 @@ from rich.table import Table
 from fmnist.engine.config import build_config, load_run_config
 from fmnist.engine.progress import make_progress
 from fmnist.cli._common import (
-    TRAINING_OPTIONS,
+    SpecOption,
     DataOption,
     QuietOption,
     command,
@@ -26,6 +26,7 @@ from fmnist.cli._common import (
     training_options,
 )
 from fmnist.errors import FmnistError
+from fmnist.runfolder import RunFolder
 
 # Every option a training run takes, in the order --help lists them.
 TRAINING = ("model", "spec", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
@@ -64,7 +65,7 @@ def list_models() -> None:
 def summary(
     name: Annotated[Optional[str], typer.Argument(help="A registered model name, or a spec file (.yaml/.json).",
                                                   show_default=False)] = None,
-    spec: TRAINING_OPTIONS["spec"] = None,
+    spec: SpecOption = None,
 ) -> None:
     """A Keras-style layer table: layer, type, output shape, params; totals."""
     from fmnist import models  # torch: imported when a command needs it, so that --help starts fast
@@ -109,7 +110,10 @@ def train(
         result = train_run(settings, out, progress=progress, resume=resume is not None)
     except KeyboardInterrupt:
         progress.close()
-        typer.echo(f"fmnist: interrupted; continue with: fmnist train --resume {out}", err=True)
+        # --resume continues from the last checkpoint, or begins again when there is none; it needs
+        # the run's config.yaml, which is not there when the run was stopped before it started.
+        hint = f"; continue with: fmnist train --resume {out}" if RunFolder(out).config.is_file() else ""
+        typer.echo(f"fmnist: interrupted{hint}", err=True)
         raise typer.Exit(130) from None
     finally:
         progress.close()  # also on errors: never leave a live bar over the error line

@@ -23,6 +23,7 @@ from fmnist.runfolder import RunFolder
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "time-decay", "step", "cosine", "onecycle", "linear")
 CHECKPOINTS = ("best", "every", "none")
+MAX_SEED = 2**31 - 1
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}  # SGD: write-up 000; Adam: Keras's default
 
 
@@ -98,7 +99,9 @@ class TrainConfig:
         need(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size: must be a positive integer, got {self.batch_size!r}")
         need(isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1,
              f"eval_batch_size: must be a positive integer, got {self.eval_batch_size!r}")
-        need(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed: must be an integer, got {self.seed!r}")
+        # scikit-learn's splitters (the folds, the hold-outs) take seeds below 2**32; cv adds the fold number
+        need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED,
+             f"seed: must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
         for name in ("lr", "momentum", "weight_decay", "label_smoothing", "decay", "step_gamma"):
             value = getattr(self, name)
             need(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)),

@@ -32,7 +32,7 @@ from fmnist.engine.training_data import TrainingData, training_data
 from fmnist.errors import FmnistError
 from fmnist.image_spec import ImageSpec
 from fmnist.modelfile import load_model, read_extras, save_model
-from fmnist.runfolder import RESUME, RunFolder, checkpoint_name
+from fmnist.runfolder import RunFolder, checkpoint_name
 
 
 @dataclass
@@ -106,16 +106,22 @@ def fit(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, pr
     (cross-validation passes its folds this way).
     """
     run, progress = RunFolder(out), progress or NullProgress()
-    if resume and not run.resume_state.is_file():
-        raise FmnistError(f"{out}: nothing to resume (no checkpoints/{RESUME}; was it run with --checkpoint none?)")
+    if resume and not run.config.is_file():
+        raise FmnistError(f"{out}: nothing to resume (no config.yaml: not a run folder)")
+    restart = resume and not run.resume_state.is_file()  # nothing saved to continue from: begin again
+    if not resume:
+        run.refuse_reuse()  # before the data are loaded: a mistake costs no time
     dataset = dataset if dataset is not None else load_dataset(config.data)
     training = setup(config, dataset, split)
     checkpointer = Checkpointer(run, training, dataset.classes)
-    if resume:
-        history, best, first_epoch = checkpointer.restore()
+    history, best, first_epoch = checkpointer.restore() if resume and not restart else ([], Best(), 1)
+    if restart:
+        run.discard_progress()
+        progress.note(f"{out}: no checkpoint to continue from (--checkpoint none, or stopped before its first one); "
+                      "starting the run again from epoch 1")
+    elif resume:
         progress.note(f"resuming {out} after epoch {first_epoch - 1}")
     else:
-        history, best, first_epoch = [], Best(), 1
         run.start(dump_config(config))
     _announce(progress, training, dataset, split)
     stopped_early = patience_ran_out = False
@@ -192,7 +198,9 @@ def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
         if progress.live and ((step + 1) % refresh == 0 or step + 1 == steps):
             progress.update(step + 1, float(loss_sum) / seen, float(correct) / seen)
     if not math.isfinite(float(loss_sum)):  # float() waits for the device: the epoch's work is done
-        raise FmnistError(f"training diverged in epoch {epoch} (loss is not finite); try a smaller --lr")
+        kept = f"; the run folder keeps epoch {epoch - 1}" if epoch > 1 and config.checkpoint != "none" else ""
+        raise FmnistError(f"training diverged in epoch {epoch} (the loss is not finite){kept}; "
+                          "train again with a smaller --lr")
     seconds = time.perf_counter() - started  # training only: validation is not part of the recipe's cost
     return {"loss": float(loss_sum) / seen, "accuracy": float(correct) / seen, "lr": lr, "seconds": seconds}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist._io import silenced_stderr
 from fmnist.errors import FmnistError, ModelFileError
 from fmnist.image_spec import FASHION_SPEC, ImageSpec
 
@@ -93,7 +94,8 @@ class OnnxPredictor(Predictor):
     def __init__(self, path: str | Path, device: str = "auto", batch_size: int | None = None):
         path = ModelFileError.require_file(path)
         try:
-            import onnxruntime  # an optional dependency (the onnx extra)
+            with silenced_stderr():  # its import warns on stderr when the home folder is not writable
+                import onnxruntime  # an optional dependency (the onnx extra)
         except ImportError:
             raise FmnistError(f"{path}: running an ONNX model needs onnxruntime (pip install 'fmnist[onnx]')") from None
         # No usage telemetry from a command-line tool; and errors only on stderr: otherwise every run

@@ -45,8 +45,8 @@ def write_report(out: Path, summary: dict, figures: list[tuple[Path, str]]) -> P
         out / "report.html",
         "fmnist explore",
         [
-            ("Data", f"<p>{html.escape(summary['source'])}"
-                     f"{' — official Fashion-MNIST, SHA-256 verified' if summary['verified'] else ''}</p>"
+            ("Data", html.text(summary["source"] + (" — official Fashion-MNIST, SHA-256 verified"
+                                                    if summary["verified"] else ""))
              + html.table(["split", "images", "dtype", "labels", "dtype", "pixel mean", "pixel std"], shapes)),
             ("Images per class", html.table(["class", "train", "train %", "test", "test %"], rows)),
         ]

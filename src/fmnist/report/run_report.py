@@ -59,7 +59,7 @@ def draw_report(folder: Path, contents: FolderContents, title: str | None = None
                             f"Feature maps of filter {FEATURE_MAP_FILTER} for test images "
                             f"{', '.join(map(str, ids))} (write-up 003)"))
     if contents.config_text:
-        sections.append(("Configuration", f"<pre>{html.escape(contents.config_text)}</pre>"))
+        sections.append(("Configuration", html.pre(contents.config_text)))
     sections += [(caption, html.figure(path, caption)) for path, caption in figures]
     return html.write_report(folder / "report.html", title or f"fmnist: {name}", sections)
 
@@ -86,8 +86,8 @@ def _cv_section(folder: Path, cv: dict, figures: list) -> str:
                                                       f"{cv['folds']}-fold cross-validation accuracy"),
                        "Fold accuracies: box and whiskers, mean as a triangle, folds as dots"))
     folds = "stratified " if cv["stratified"] else ""
-    intro = (f"<p>{cv['folds']} {folds}folds of {cv['train_images']:,} training images, seed {cv['seed']}, "
-             f"fold hash <code>{cv['folds_sha256'][:16]}</code>.</p>")
+    intro = html.markup("<p>{} {}folds of {:,} training images, seed {}, fold hash <code>{}</code>.</p>",
+                        cv["folds"], folds, cv["train_images"], cv["seed"], cv["folds_sha256"][:16])
     return intro + html.table(["model", "mean %", "std %", "n", "seconds", "final test %"], rows)
 
 
@@ -96,10 +96,10 @@ def _evaluation_section(folder: Path, contents: FolderContents, sections: list, 
     labels, predictions, probabilities = contents.predictions
     classes = evaluation["classes"]
     pairs = evaluation.get("most_confused", [])
-    body = (f"<p>test loss {evaluation['test_loss']:.4f}, test accuracy {evaluation['test_accuracy']:.4f} "
-            f"on {evaluation['images']:,} images</p><pre>{html.escape(evaluation['report_text'])}</pre>")
+    body = html.markup("<p>test loss {:.4f}, test accuracy {:.4f} on {:,} images</p>", evaluation["test_loss"],
+                       evaluation["test_accuracy"], evaluation["images"]) + html.pre(evaluation["report_text"])
     if pairs:
-        body += "<p>Most confused (true → predicted):</p>" + html.table(["true", "predicted", "images"], pairs)
+        body += html.text("Most confused (true → predicted):") + html.table(["true", "predicted", "images"], pairs)
     sections.append(("Test-set evaluation", body))
     figures.append((plots.plot_confusion_matrix(evaluation["confusion_matrix"], classes, folder / "confusion-matrix.png",
                                                 f"Confusion matrix (test accuracy {evaluation['test_accuracy']:.2%})"),
@@ -108,7 +108,7 @@ def _evaluation_section(folder: Path, contents: FolderContents, sections: list, 
                     "Precision, recall and F1 per class"))
     images = contents.test_images
     if images is None:
-        sections.append(("Note", f"<p>{html.escape(contents.test_images_problem or '')}</p>"))
+        sections.append(("Note", html.text(contents.test_images_problem or "")))
         return
     figures.append((diagnostics.plot_prediction_montage(images, labels, predictions, classes, folder / "montage.png"),
                     "16 random test images with their predicted class: green right, red wrong (write-up 001)"))

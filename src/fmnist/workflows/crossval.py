@@ -72,8 +72,13 @@ def cross_validate(
         raise FmnistError(f"--folds must be at least 2, got {folds}")
     if not configs:
         raise FmnistError("cross-validation needs at least one model")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with RunFolder(out).locked():  # one process per output folder
+        return _cross_validate(configs, Path(out), folds, stratified, final, dataset, make_progress, report)
+
+
+def _cross_validate(configs: list[TrainConfig], out: Path, folds: int, stratified: bool, final: bool,
+                    dataset: Dataset | None, make_progress: Callable[[str], Progress],
+                    report: Callable[[str], None]) -> dict:
     dataset = dataset if dataset is not None else load_dataset(configs[0].data)
     first = configs[0]
     train_count = len(dataset.train) if first.limit is None else min(first.limit, len(dataset.train))

@@ -26,7 +26,7 @@ def redraw(folder: str | Path, dataset: Dataset | None = None, title: str | None
     contents = FolderContents(config_text=run.read_config_text(), metrics=run.read_metrics(),
                               history=run.read_history(), cv=run.read_cv(), evaluation=run.read_evaluation())
     if contents.evaluation:
-        contents.predictions = run.read_predictions()
+        contents.predictions = run.read_predictions(contents.evaluation["images"], len(contents.evaluation["classes"]))
     if contents.predictions is not None:
         contents.test_images, contents.test_images_problem = _test_images(contents.evaluation, dataset)
     model_file = _model_file(run, contents.evaluation)

@@ -50,17 +50,22 @@ def train(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, 
     """Train (or with `resume`, continue) `config` into the run folder `out`, then evaluate the final
     model on the test set and write every file of the run."""
     run = RunFolder(out)
-    dataset = dataset if dataset is not None else load_dataset(config.data)
-    fitted = fit(config, run.path, dataset, progress=progress, callbacks=callbacks, resume=resume)
-    device = next(fitted.model.parameters()).device
-    test = evaluate_model(fitted.model, dataset.test.images, dataset.test.labels, dataset.classes, device,
-                          config.eval_batch_size)
-    metrics = run_metrics(fitted, test)
-    save_model(run.model, fitted.model, fitted.architecture, dataset.classes, config=config.to_dict(),
-               metrics=metrics, image_spec=fitted.image_spec)
-    run.write_metrics(metrics)
-    write_evaluation(run, test, dataset.classes, dataset.test.labels, config.data, str(run.model.resolve()))
-    redraw(run.path, dataset)
+    if not resume:
+        run.refuse_reuse()  # before the lock creates the folder
+    with run.locked():  # one process per run: a second `--resume` of a run in training is refused
+        if resume:
+            run.remove_stale_parts()  # temporary files of a process that was killed while writing
+        dataset = dataset if dataset is not None else load_dataset(config.data)
+        fitted = fit(config, run.path, dataset, progress=progress, callbacks=callbacks, resume=resume)
+        device = next(fitted.model.parameters()).device
+        test = evaluate_model(fitted.model, dataset.test.images, dataset.test.labels, dataset.classes, device,
+                              config.eval_batch_size)
+        metrics = run_metrics(fitted, test)
+        save_model(run.model, fitted.model, fitted.architecture, dataset.classes, config=config.to_dict(),
+                   metrics=metrics, image_spec=fitted.image_spec)
+        run.write_metrics(metrics)
+        write_evaluation(run, test, dataset.classes, dataset.test.labels, config.data, str(run.model.resolve()))
+        redraw(run.path, dataset)
     return RunResult(fitted, metrics, test)
 
 
