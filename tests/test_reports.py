@@ -96,7 +96,7 @@ def test_lr_find(tmp_path, small_idx_dir):
     result = run("lr-find", "--model", "baseline", "--data", small_idx_dir, "--steps", "60", "--out", tmp_path)
     match = re.search(r"suggested learning rate: ([0-9.e-]+)", result.stdout)
     saved = json.loads((tmp_path / "lr_find.json").read_text())
-    # The suggestion is where the loss falls fastest, before its minimum; the sweep stopped once it diverged.
+    # The suggestion is the lowest smoothed loss's rate ÷ 10; the sweep stopped once it diverged.
     assert match and float(match.group(1)) == pytest.approx(saved["suggestion"], rel=1e-2)
     assert saved["suggestion"] <= saved["min_loss_lr"] < 10
     assert len(saved["lrs"]) == len(saved["losses"]) >= 12

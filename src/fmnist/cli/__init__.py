@@ -1,26 +1,60 @@
-"""The `fmnist` command. Each command parses its options and calls the library; nothing more.
+"""The `fmnist` command. Each command parses its options, calls one workflow and prints; nothing more.
 
-Errors a user can fix (`FmnistError`) print as one line on stderr and exit with status 2;
-`--debug` shows the traceback instead.
+Errors a user can fix (`FmnistError`) print as one line on stderr and exit with status 2, and so do
+usage errors (an unknown option, a missing argument); `--debug` shows the traceback instead.
+Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
-from fmnist.cli import data, train, evaluate, predict  # noqa: F401  (each module registers its commands)
+from fmnist import __version__
+
+try:  # typer 0.2x carries its own copy of click (typer._click), whose exceptions the parser raises
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # older typer runs on click itself
+    from click.exceptions import ClickException, UsageError
+
+from fmnist.cli import data, train, evaluate, predict  # noqa: F401, I001  (each registers its commands, in this order)
 from fmnist.cli._common import app, state
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fmnist {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print fmnist's version and exit.")] = False,
+) -> None:
     state["debug"] = debug
 
 
-def main() -> None:
-    app()
+def main(args: list[str] | None = None) -> None:
+    """Run the command line; usage errors become one line (click prints a usage block and a boxed
+    message otherwise)."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="fmnist", standalone_mode=False)
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "fmnist"
+        typer.echo(f"fmnist: error: {exc.format_message()} (see: {where} --help)", err=True)
+        sys.exit(2)
+    except ClickException as exc:
+        typer.echo(f"fmnist: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("fmnist: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

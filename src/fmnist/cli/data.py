@@ -15,7 +15,7 @@ from fmnist.cli._common import DataOption, OutOption, QuietOption, command, cons
 from fmnist.errors import FmnistError
 
 
-@command()
+@command(short_help="Check the data; counts per split and class.")
 def info(data: DataOption = None, quiet: QuietOption = False) -> None:
     """Load and validate both splits; print the source, counts per split and class, and the device."""
     # torch is imported by the commands that use it, so that --help and the light commands start fast.
@@ -39,7 +39,7 @@ def info(data: DataOption = None, quiet: QuietOption = False) -> None:
     console.print(f"device:  {describe_device(resolve_device('auto'))}")
 
 
-@command()
+@command(short_help="Find, verify or download the data.")
 def data(
     data: DataOption = None,
     download: Annotated[
@@ -65,7 +65,7 @@ def data(
         typer.echo(f"fmnist: {source_line(dataset)}", err=True)
 
 
-@command()
+@command(short_help="The first look at the data: figures and a report.")
 def explore(
     out: OutOption = Path("runs/explore"),
     data: DataOption = None,

@@ -12,7 +12,7 @@ from fmnist.errors import FmnistError
 from fmnist.runfolder import OUTPUT_FILES, RunFolder
 
 
-@command()
+@command(short_help="Test scores of a model file, with figures.")
 def evaluate(
     model_file: Annotated[Path, typer.Argument(help="A model file (.safetensors) written by fmnist.")],
     data: DataOption = None,
@@ -34,7 +34,7 @@ def evaluate(
         console.print(f"wrote evaluation.json, predictions.npz, figures and report.html to {out}")
 
 
-@command()
+@command(short_help="Redraw an output folder's figures and report.")
 def report(
     folder: Annotated[Path, typer.Argument(help="An output folder of train, cv or evaluate.")],
     data: DataOption = None,
@@ -51,7 +51,7 @@ def report(
     console.print(f"wrote {path}")
 
 
-@command()
+@command(short_help="Feature maps of a model file.")
 def activations(
     model_file: Annotated[Path, typer.Argument(help="A model file (.safetensors) written by fmnist.")],
     images: Annotated[str, typer.Option("--images", help="Comma-separated test-image indices.")] = "0,7,26",

@@ -21,7 +21,7 @@ from fmnist.errors import FmnistError
 from fmnist.inference import CHUNK, format_line
 
 
-@command()
+@command(short_help="The class of each image file or folder.")
 def predict(
     model_file: Annotated[Path, typer.Argument(help="A model file: .safetensors (PyTorch) or .onnx (onnxruntime, "
                                                     "from `fmnist export`).", show_default=False)],
@@ -117,7 +117,7 @@ def _stderr_console():
     return Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
-@command()
+@command(short_help="A model file to ONNX, checked against PyTorch.")
 def export(
     model_file: Annotated[Path, typer.Argument(help="A model file (.safetensors) written by fmnist.",
                                                show_default=False)],

@@ -22,6 +22,7 @@ from fmnist.cli._common import (
     command,
     console,
     load,
+    note,
     option,
     training_options,
 )
@@ -47,7 +48,7 @@ def _settings(options: dict, data: Optional[Path] = None, **overrides):
     return build_config(config, spec=_load_spec(spec), data=str(data) if data is not None else None, **values)
 
 
-@command("models")
+@command("models", short_help="The registered models and their sizes.")
 def list_models() -> None:
     """List the registered models with their parameter counts (Keras-style)."""
     from fmnist import models  # torch: imported when a command needs it, so that --help starts fast
@@ -61,7 +62,7 @@ def list_models() -> None:
     console.print(table)
 
 
-@command()
+@command(short_help="A Keras-style layer table of a model.")
 def summary(
     name: Annotated[Optional[str], typer.Argument(help="A registered model name, or a spec file (.yaml/.json).",
                                                   show_default=False)] = None,
@@ -79,7 +80,7 @@ def summary(
     typer.echo(models.format_summary(models.summarize(models.build(architecture)), title))
 
 
-@command()
+@command(short_help="Train a model and write its run folder.")
 @training_options(*TRAINING)
 def train(
     options: dict,
@@ -89,6 +90,7 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train a model; evaluate it on the test set; write the run folder with its report.html."""
+    note(quiet)("loading PyTorch and the data")  # seconds on a small machine: say so before they pass
     from fmnist.workflows.train_run import train as train_run  # torch: imported when a command needs it
 
     if resume is not None:
@@ -124,7 +126,7 @@ def train(
     console.print(f"run folder: {out} (report.html)")
 
 
-@command()
+@command(short_help="k-fold cross-validation of one or more models.")
 @training_options(*(name for name in TRAINING if name != "val"),
                   model=Annotated[Optional[list[str]], typer.Option(
                       "--model", help="A registered model; repeat to compare several on the same folds. "
@@ -167,7 +169,7 @@ def cv(
     console.print(f"output folder: {out} (cv.json, report.html)")
 
 
-@command("lr-find")
+@command("lr-find", short_help="A learning-rate sweep and a suggested rate.")
 @training_options("model", "spec", "batch_size", "optimizer", "momentum", "seed", "device", "limit", "config")
 def lr_find(
     options: dict,

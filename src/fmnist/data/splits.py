@@ -6,7 +6,6 @@ The same seed always gives the same indices, on any machine, so every model meet
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 
 def _check_fraction(fraction: float) -> None:
@@ -17,6 +16,8 @@ def _check_fraction(fraction: float) -> None:
 def random_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices: a random `fraction` of range(n) held out."""
     _check_fraction(fraction)
+    from sklearn.model_selection import train_test_split  # over a second to import: only when splitting
+
     train, val = train_test_split(np.arange(n), test_size=fraction, random_state=seed, shuffle=True)
     return np.sort(train), np.sort(val)
 
@@ -24,6 +25,8 @@ def random_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.n
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices with each class's share the same in both parts."""
     _check_fraction(fraction)
+    from sklearn.model_selection import train_test_split  # over a second to import: only when splitting
+
     labels = np.asarray(labels)
     train, val = train_test_split(
         np.arange(len(labels)), test_size=fraction, random_state=seed, shuffle=True, stratify=labels
@@ -55,12 +58,16 @@ def balanced_holdout(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.
 
 def kfold(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """scikit-learn's KFold(folds, shuffle=True, random_state=seed), as write-up 000 uses it."""
+    from sklearn.model_selection import KFold  # over a second to import: only when splitting
+
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
     return [(train, val) for train, val in splitter.split(np.zeros(n))]
 
 
 def stratified_kfold(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """StratifiedKFold: every fold keeps the class proportions of `labels`."""
+    from sklearn.model_selection import StratifiedKFold  # over a second to import: only when splitting
+
     labels = np.asarray(labels)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [(train, val) for train, val in splitter.split(np.zeros(len(labels)), labels)]

@@ -203,9 +203,16 @@ def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfi
     from_file: dict = load_config_file(file) if file else {}
     given = {key: value for key, value in overrides.items() if value is not None}
     name = given.get("recipe", from_file.get("recipe"))
+    recipe = recipe_values(name) if name else {}
     values: dict = {}
-    for layer in (recipe_values(name) if name else {}, from_file, given):
+    for layer in (recipe, from_file, given):
         _layer(values, layer)
+    epochs = values.get("epochs")
+    if ("warmup_epochs" in recipe and "warmup_epochs" not in from_file and "warmup_epochs" not in given
+            and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs != recipe["epochs"]):
+        # The recipe's warm-up is a share of its own length (fast: 1 of 8 epochs); a run of another
+        # length keeps the share, so `--recipe fast --epochs 1` warms up for the first 1/8 of its epoch.
+        values["warmup_epochs"] = recipe["warmup_epochs"] * epochs / recipe["epochs"]
     config = config_from_dict(values, origin=str(file) if file else "options")
     if config.model_options:  # fail now, not after other models of a `cv` have trained
         from fmnist import models  # here, not at the top: the models import torch, option parsing must not

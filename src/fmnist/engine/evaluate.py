@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import classification_report, confusion_matrix
 from torch import nn
 from torch.nn import functional as F
 
@@ -35,6 +34,9 @@ def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, f
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray, classes) -> dict:
     """scikit-learn's report (per class and averages) and confusion matrix, as plain data."""
+    # scikit-learn takes over a second to import: a run pays it when it evaluates, not before its first epoch
+    from sklearn.metrics import classification_report, confusion_matrix
+
     label_ids = list(range(len(classes)))
     text = classification_report(labels, predictions, labels=label_ids, target_names=list(classes), digits=4, zero_division=0)
     table = classification_report(
@@ -75,8 +77,12 @@ def evaluate_model(model: nn.Module, images: np.ndarray, labels: np.ndarray, cla
                    batch_size: int = 1000) -> Evaluation:
     """Evaluate `model` on uint8 images (N, 28, 28) with their labels."""
     x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).to(device)  # (N, 1, 28, 28) uint8
-    y = torch.from_numpy(np.ascontiguousarray(labels)).to(device)
-    logits = predict_logits(model, x, batch_size)
+    return evaluate_logits(predict_logits(model, x, batch_size), labels, classes)
+
+
+def evaluate_logits(logits: torch.Tensor, labels: np.ndarray, classes) -> Evaluation:
+    """The evaluation of a model whose logits (N, C) on the labelled images are already known."""
+    y = torch.from_numpy(np.ascontiguousarray(labels)).to(logits.device)
     scores = loss_and_accuracy(logits, y)
     predictions = logits.argmax(dim=1).cpu().numpy()
     metrics = classification_metrics(labels, predictions, classes)

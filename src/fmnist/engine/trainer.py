@@ -49,6 +49,7 @@ class Training:
     amp_dtype: torch.dtype | None  # autocast dtype of the forward pass; None: fp32
     device: torch.device
     data: TrainingData
+    val_logits: torch.Tensor | None = None  # (V, C) of the latest validation
 
 
 @dataclass
@@ -95,6 +96,9 @@ class FitResult:
     device: str
     precision: str  # fp32 | bf16: what --precision chose on this machine
     image_spec: ImageSpec
+    # The test set's logits (N, C) under the returned weights when the last validation ran on the test
+    # set (--val test, no early-stopping restore): the final evaluation need not compute them again.
+    test_logits: torch.Tensor | None = None
 
 
 def fit(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, progress: Progress | None = None,
@@ -146,7 +150,8 @@ def fit(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, pr
     return FitResult(run.path, training.model, training.architecture, dataset.classes, history, config,
                      run.checkpoint(best.path) if best.path else None, stopped_early,
                      patience_ran_out and best.weights is not None, training.data.val_name, len(training.data.train_x),
-                     str(training.device), "bf16" if training.amp_dtype is not None else "fp32", training.data.image_spec)
+                     str(training.device), "bf16" if training.amp_dtype is not None else "fp32", training.data.image_spec,
+                     test_logits=training.val_logits if training.data.val_is_test and not patience_ran_out else None)
 
 
 def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.ndarray] | None = None) -> Training:
@@ -208,7 +213,8 @@ def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
 def validate(training: Training) -> dict:
     """{val_loss, val_accuracy} on the validation images (plain cross-entropy, no label smoothing)."""
     data = training.data
-    result = loss_and_accuracy(predict_logits(training.model, data.val_x, training.config.eval_batch_size), data.val_y)
+    training.val_logits = predict_logits(training.model, data.val_x, training.config.eval_batch_size)
+    result = loss_and_accuracy(training.val_logits, data.val_y)
     return {"val_loss": result["loss"], "val_accuracy": result["accuracy"]}
 
 
@@ -262,6 +268,9 @@ def _announce(progress: Progress, training: Training, dataset: Dataset, split) -
     progress.note(f"training {config.model_name} on {len(data.train_x):,} images, validating on {len(data.val_x):,} "
                   f"({data.val_name}), device {training.device.type}, "
                   f"{'bf16 autocast' if training.amp_dtype is not None else 'fp32'}")
+    if config.schedule == "linear":
+        progress.note(f"learning rate {config.resolved_lr():g}: linear warm-up over {config.warmup_epochs:g} "
+                      f"epoch{'s' if config.warmup_epochs != 1 else ''}, then linear decay to 0")
     if tuple(dataset.classes) != FASHION_CLASSES and (training.augment.flip or getattr(training.model, "tta", False)):
         progress.note("note: horizontal flips (flip augmentation, the fast models' flip TTA) suit classes that look "
                       "the same mirrored, as Fashion-MNIST's do; for digits or letters use --augment none and "

@@ -24,6 +24,7 @@ class TrainingData:
     val_y: torch.Tensor  # (V,) int64
     val_name: str  # which images validate, in words (the log and metrics.json say it)
     image_spec: ImageSpec  # what the training images look like; every model file records it
+    val_is_test: bool = False  # the validation images are the whole test set (--val test)
 
 
 def validation_split(config: TrainConfig, dataset: Dataset, train_count: int):
@@ -58,7 +59,8 @@ def training_data(config: TrainConfig, dataset: Dataset, device: torch.device,
     train_images = dataset.train.images[:train_count][train_idx]
     train_x, train_y = _to_device(train_images, dataset.train.labels[:train_count][train_idx], device)
     val_x, val_y = _to_device(val_images, val_labels, device)
-    return TrainingData(train_x, train_y, val_x, val_y, val_name, measure_spec(train_images))
+    val_is_test = split is None and parse_val(config.val)[0] == "test"
+    return TrainingData(train_x, train_y, val_x, val_y, val_name, measure_spec(train_images), val_is_test)
 
 
 def _to_device(images: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fmnist.report.plots import TRAIN_COLOR, plt, save_figure
+from fmnist.report.plots import TRAIN_COLOR, plt, save_figure, tile_figure
 
 RIGHT, WRONG = "#1a9641", "#d7191c"  # green when right, red when wrong (write-up 001)
 
@@ -53,26 +53,20 @@ def plot_class_scores(report: dict, classes, path, title: str = "Per-class preci
 
 
 def plot_prediction_montage(images, labels, predictions, classes, path, count: int = 16, seed: int = 0) -> Path:
-    """Write-up 001's montage: random test images upscaled to 96x96, predicted label green/red, 4x4."""
+    """Write-up 001's montage: random test images upscaled to 96x96 in a 4x4 grid, each with its
+    predicted class above it, green when right; a wrong one in red with its true class below the
+    prediction. The labels sit on the white page, not on the image, so they read on any garment."""
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(images), size=min(count, len(images)), replace=False)
-    side = int(np.ceil(np.sqrt(len(chosen))))
-    tile = 96
-    montage = np.zeros((side * tile, side * tile), dtype=np.uint8)
-    fig, ax = plt.subplots(figsize=(side * 1.6, side * 1.6))
-    for slot, index in enumerate(chosen):
-        row, col = divmod(slot, side)
-        big = np.asarray(Image.fromarray(images[index]).resize((tile, tile), Image.Resampling.BILINEAR))
-        montage[row * tile : (row + 1) * tile, col * tile : (col + 1) * tile] = big
-        right = predictions[index] == labels[index]
-        ax.text(col * tile + 3, row * tile + 3, classes[predictions[index]], color=RIGHT if right else WRONG,
-                fontsize=8, va="top", ha="left", fontweight="bold",
-                bbox={"facecolor": "black", "alpha": 0.45, "pad": 1, "edgecolor": "none"})
-    ax.imshow(montage, cmap="gray", vmin=0, vmax=255)
-    ax.axis("off")
-    wrong = int(np.sum(predictions[chosen] != labels[chosen]))
-    ax.set_title(f"Predictions on {len(chosen)} random test images ({wrong} wrong: red)")
-    fig.tight_layout()
+    tiles = [np.asarray(Image.fromarray(images[i]).resize((96, 96), Image.Resampling.BILINEAR)) for i in chosen]
+    right = [predictions[i] == labels[i] for i in chosen]
+    titles = [classes[predictions[i]] if ok else f"{classes[predictions[i]]}\n(true: {classes[labels[i]]})"
+              for i, ok in zip(chosen, right)]
+    wrong = len(right) - sum(right)
+    fig = tile_figure(tiles, titles, int(np.ceil(np.sqrt(len(chosen)))),
+                      f"Predictions on {len(chosen)} random test images ({wrong} wrong, in red with the true class)",
+                      colors=[RIGHT if ok else WRONG for ok in right], tile=1.8, fontsize=9, bold=True,
+                      interpolation="antialiased")
     return save_figure(fig, path)
 
 
@@ -99,17 +93,14 @@ def plot_top_losses(images, labels, probabilities, classes, path, count: int = 1
 
 
 def _titled_grid(images, indices, titles, path, suptitle: str, color: str) -> Path:
-    side = max(1, int(np.ceil(np.sqrt(max(len(indices), 1)))))
-    fig, axes = plt.subplots(side, side, figsize=(side * 2.2, side * 2.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, index, title in zip(axes.flat, indices, titles):
-        ax.imshow(images[index], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(title, fontsize=7.5, color=color)
     if len(indices) == 0:
-        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
-    fig.suptitle(suptitle, fontsize=11)
-    fig.tight_layout()
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
+        fig.suptitle(suptitle, fontsize=11)
+        return save_figure(fig, path)
+    fig = tile_figure([images[i] for i in indices], titles, int(np.ceil(np.sqrt(len(indices)))), suptitle,
+                      colors=color, tile=1.9, fontsize=7.5)
     return save_figure(fig, path)
 
 
@@ -133,11 +124,17 @@ def plot_feature_maps(images, image_ids, layers: list[tuple[str, np.ndarray]], f
     return save_figure(fig, path)
 
 
-def plot_lr_finder(lrs, losses, suggestion: float, path, title: str = "Learning-rate finder") -> Path:
-    """Smoothed training loss against learning rate (log scale) with the suggested rate."""
+def plot_lr_finder(lrs, losses, suggestion: float, path, title: str = "Learning-rate finder", raw_losses=None,
+                   lowest: float | None = None) -> Path:
+    """Training loss against learning rate (log scale): each step's loss faintly, the smoothed loss,
+    the rate of the lowest smoothed loss and the suggested rate."""
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    ax.plot(lrs, losses, color=TRAIN_COLOR, label="smoothed training loss")
-    ax.axvline(suggestion, color=WRONG, linestyle="--", label=f"suggested lr {suggestion:.2g}")
+    if raw_losses is not None:
+        ax.plot(lrs, raw_losses, color=TRAIN_COLOR, alpha=0.25, lw=0.8, label="loss of each step")
+    ax.plot(lrs, losses, color=TRAIN_COLOR, lw=2, label="smoothed training loss")
+    if lowest is not None:
+        ax.axvline(lowest, color="0.5", linestyle=":", label=f"lowest loss at {lowest:.2g}")
+    ax.axvline(suggestion, color=WRONG, linestyle="--", label=f"suggested lr {suggestion:.2g} (lowest ÷ 10)")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")

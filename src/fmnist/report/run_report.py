@@ -30,6 +30,7 @@ class FolderContents:
     test_images: np.ndarray | None = None  # (N, 28, 28) uint8: the images evaluated
     test_images_problem: str | None = None  # why they are missing
     feature_maps: tuple[list[int], list[tuple[str, np.ndarray]]] | None = None  # test-image ids, (layer, maps)
+    label_smoothing: float = 0.0  # the run's: its training loss includes it, its validation loss does not
 
 
 def draw_report(folder: Path, contents: FolderContents, title: str | None = None) -> Path:
@@ -43,11 +44,16 @@ def draw_report(folder: Path, contents: FolderContents, title: str | None = None
     if metrics:
         sections.append(("Metrics", _metrics_table(metrics)))
     if contents.history:
+        # metrics.json says which images validated: with --val test the orange curve is the test set
+        validation = "test" if (metrics or {}).get("validation") == "test set" else "validation"
         figures.append((plots.plot_learning_curves([contents.history], folder / "learning-curves.png",
-                                                   f"{name}: learning curves"),
+                                                   f"{name}: learning curves", validation=validation,
+                                                   smoothing=contents.label_smoothing),
                         "Learning curves: loss and accuracy per epoch (write-up 000)"))
         figures.append((plots.plot_training_summary(contents.history, folder / "training-summary.png",
-                                                    f"{name}: training loss and accuracy"),
+                                                    f"{name}: training loss and accuracy",
+                                                    validation="test" if validation == "test" else "val",
+                                                    smoothing=contents.label_smoothing),
                         "Training loss and accuracy in one plot (write-up 001)"))
     if contents.evaluation and contents.predictions is not None:
         _evaluation_section(folder, contents, sections, figures)
@@ -80,7 +86,8 @@ def _cv_section(folder: Path, cv: dict, figures: list) -> str:
                      f"{entry['seconds']:.1f}", f"{final['test_accuracy'] * 100:.3f}" if final else "—"))
         suffix = "" if len(cv["models"]) == 1 else f"-{label}"
         figures.append((plots.plot_learning_curves(entry["histories"], folder / f"cv-learning-curves{suffix}.png",
-                                                   f"{label}: {cv['folds']}-fold learning curves"),
+                                                   f"{label}: {cv['folds']}-fold learning curves",
+                                                   smoothing=(entry.get("config") or {}).get("label_smoothing") or 0.0),
                         f"{label}: learning curves of every fold (train blue, validation orange)"))
     figures.insert(0, (diagnostics.plot_score_boxplot(scores, folder / "cv-boxplot.png",
                                                       f"{cv['folds']}-fold cross-validation accuracy"),

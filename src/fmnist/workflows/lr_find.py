@@ -15,7 +15,7 @@ from fmnist.runfolder import RunFolder
 def find_lr(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, start: float = 1e-7,
             end: float = 10.0, steps: int = 100) -> dict:
     """Sweep the learning rate for `config`'s model and optimizer; write the folder `out`; return the
-    sweep (`lrs`, `losses`, `suggestion`, `min_loss_lr`, `steps`)."""
+    sweep (`lrs`, `losses` (smoothed), `raw_losses`, `suggestion`, `min_loss_lr`, `steps`)."""
     if steps < 10:
         raise FmnistError(f"--steps must be at least 10, got {steps}")
     dataset = dataset if dataset is not None else load_dataset(config.data)
@@ -23,7 +23,8 @@ def find_lr(config: TrainConfig, out: str | Path, dataset: Dataset | None = None
     run = RunFolder(out)
     run.write_lr_find({"model": config.model_name, "optimizer": config.optimizer, **result})
     figure = diagnostics.plot_lr_finder(result["lrs"], result["losses"], result["suggestion"], run / "lr-find.png",
-                                        f"Learning-rate finder: {config.model_name}, {config.optimizer}")
+                                        f"Learning-rate finder: {config.model_name}, {config.optimizer}",
+                                        raw_losses=result["raw_losses"], lowest=result["min_loss_lr"])
     html.write_report(run / "report.html", f"fmnist lr-find: {config.model_name}",
                       [("Learning-rate finder", html.figure(figure, "Smoothed loss against learning rate"))])
     return result

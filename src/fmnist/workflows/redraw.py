@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.data.dataset import Dataset, load_dataset
+from fmnist.engine.config import load_config_file
 from fmnist.engine.features import feature_maps
 from fmnist.errors import FmnistError
 from fmnist.modelfile import load_model
@@ -25,6 +26,9 @@ def redraw(folder: str | Path, dataset: Dataset | None = None, title: str | None
     run = RunFolder(folder)
     contents = FolderContents(config_text=run.read_config_text(), metrics=run.read_metrics(),
                               history=run.read_history(), cv=run.read_cv(), evaluation=run.read_evaluation())
+    if contents.config_text is not None:
+        smoothing = load_config_file(run.config).get("label_smoothing")
+        contents.label_smoothing = smoothing if isinstance(smoothing, (int, float)) and smoothing > 0 else 0.0
     if contents.evaluation:
         contents.predictions = run.read_predictions(contents.evaluation["images"], len(contents.evaluation["classes"]))
     if contents.predictions is not None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fmnist.data.dataset import Dataset, load_dataset
 from fmnist.engine.config import TrainConfig
-from fmnist.engine.evaluate import Evaluation, evaluate_model
-from fmnist.engine.progress import Progress
+from fmnist.engine.evaluate import Evaluation, evaluate_logits, evaluate_model
+from fmnist.engine.progress import NullProgress, Progress
 from fmnist.engine.trainer import FitResult, fit
 from fmnist.modelfile import save_model
 from fmnist.runfolder import RunFolder
@@ -49,7 +49,7 @@ def train(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, 
           callbacks: Sequence[Callable[[dict], None]] = (), resume: bool = False) -> RunResult:
     """Train (or with `resume`, continue) `config` into the run folder `out`, then evaluate the final
     model on the test set and write every file of the run."""
-    run = RunFolder(out)
+    run, progress = RunFolder(out), progress or NullProgress()
     if not resume:
         run.refuse_reuse()  # before the lock creates the folder
     with run.locked():  # one process per run: a second `--resume` of a run in training is refused
@@ -57,14 +57,18 @@ def train(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, 
             run.remove_stale_parts()  # temporary files of a process that was killed while writing
         dataset = dataset if dataset is not None else load_dataset(config.data)
         fitted = fit(config, run.path, dataset, progress=progress, callbacks=callbacks, resume=resume)
-        device = next(fitted.model.parameters()).device
-        test = evaluate_model(fitted.model, dataset.test.images, dataset.test.labels, dataset.classes, device,
-                              config.eval_batch_size)
+        progress.note(f"evaluating on the {len(dataset.test):,} test images")
+        if fitted.test_logits is not None:  # the last validation was this very evaluation's forward pass
+            test = evaluate_logits(fitted.test_logits, dataset.test.labels, dataset.classes)
+        else:
+            test = evaluate_model(fitted.model, dataset.test.images, dataset.test.labels, dataset.classes,
+                                  next(fitted.model.parameters()).device, config.eval_batch_size)
         metrics = run_metrics(fitted, test)
         save_model(run.model, fitted.model, fitted.architecture, dataset.classes, config=config.to_dict(),
                    metrics=metrics, image_spec=fitted.image_spec)
         run.write_metrics(metrics)
         write_evaluation(run, test, dataset.classes, dataset.test.labels, config.data, str(run.model.resolve()))
+        progress.note("drawing the figures and report.html")
         redraw(run.path, dataset)
     return RunResult(fitted, metrics, test)
 
