@@ -178,6 +178,68 @@ def test_a_header_larger_than_the_bound_is_refused_unread(tmp_path):
         load_model(path)
 
 
+# --------------------------------------------------------------------------- non-finite weights and outputs
+
+
+@pytest.fixture(scope="module")
+def nan_model(tmp_path_factory):
+    """A model saved as a diverged run saves it: every weight of its first convolution NaN."""
+    torch.manual_seed(0)
+    architecture = models.architecture_for(spec=SMALL_SPEC)
+    model = models.build(architecture)
+    with torch.no_grad():
+        model.conv0.weight.fill_(float("nan"))
+    path = tmp_path_factory.mktemp("nan") / "nan.safetensors"
+    return save_model(path, model, architecture, FASHION_CLASSES)
+
+
+def _warnings(stderr: bytes) -> list[str]:
+    return [line for line in stderr.decode().splitlines() if line.startswith("fmnist: warning: ")]
+
+
+def test_export_refuses_nan_weights(nan_model, small_idx_dir, tmp_path):
+    """The parity check passed NaN ("max |difference| nan"): NaN never compares greater than 1e-4."""
+    result = run_bounded("export", nan_model, "--data", small_idx_dir, "--out", tmp_path / "nan.onnx", "--quiet")
+    assert_refused(result, 2, str(nan_model), "not finite (NaN/inf)", "nothing was exported")
+    assert not (tmp_path / "nan.onnx").exists()
+    assert_nothing_half_written(tmp_path)
+
+
+def test_export_refuses_outputs_that_overflow(small_model, tmp_path):
+    """Finite weights whose outputs are not (3e38 overflows float32 in the first convolution)."""
+    from fmnist.export import export_onnx
+
+    loaded = load_model(small_model)
+    with torch.no_grad():
+        loaded.model.conv0.weight.fill_(3e38)
+    with pytest.raises(FmnistError, match=r"outputs are not finite \(NaN/inf\) on 64 images; nothing was written"):
+        export_onnx(loaded, tmp_path / "inf.onnx", check_images=np.full((64, 28, 28), 255, np.uint8),
+                    check_name="64 images")
+    assert not (tmp_path / "inf.onnx").exists()
+    assert_nothing_half_written(tmp_path)
+
+
+def test_evaluate_warns_of_nan_weights(nan_model, small_idx_dir):
+    """It reported 10 % accuracy with exit 0 and no word."""
+    result = run_bounded("evaluate", nan_model, "--data", small_idx_dir, "--quiet")
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr[-2000:]
+    assert _warnings(result.stderr) == [f"fmnist: warning: {nan_model}: the model's weights are not finite (NaN/inf): "
+                                        "its scores mean nothing"]
+
+
+def test_predict_warns_once_and_fails_each_image(nan_model, image):
+    result = run_bounded("predict", nan_model, image, image)
+    assert result.returncode == 1 and b"Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(_warnings(result.stderr)) == 1 and "not finite" in _warnings(result.stderr)[0]
+    errors = [line for line in result.stderr.decode().splitlines() if line.startswith("fmnist: error: ")]
+    assert len(errors) == 2 and all("not finite" in line for line in errors)
+
+
+def test_the_api_says_so_too(nan_model):
+    with pytest.warns(UserWarning, match="not finite"):
+        assert not load_model(nan_model).finite
+
+
 # --------------------------------------------------------------------------- foreign ONNX files
 
 
