@@ -13,6 +13,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import event, given
+from hypothesis import strategies as st
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -20,8 +22,9 @@ from safetensors.torch import load_file, save_file
 from fmnist import models
 from fmnist.data.dataset import FASHION_CLASSES
 from fmnist.errors import FmnistError, ModelFileError
-from fmnist.modelfile import CONTENT_KEY, content_digest, load_model, read_extras, save_model
+from fmnist.modelfile import CONTENT_KEY, _tensors_digest, content_digest, load_model, read_extras, save_model
 from hostile.conftest import assert_nothing_half_written, assert_refused, run_bounded
+from hostile.strategies import JUNK, specs
 
 # A small CNN (about 8,000 parameters) as a spec: conv 4 channels → pool → fc 10.
 SMALL_SPEC = {"conv0": {"pad": 1, "channels": 4, "filter": 3, "stride": 1, "pool": 2, "activation": "relu"},
@@ -292,3 +295,107 @@ def test_foreign_onnx_files_are_refused_in_one_line(tmp_path, image, kind, fragm
     metadata = {key: value for key, value in kind.items() if key not in graph}
     path = foreign_onnx(tmp_path / "foreign.onnx", **graph, **metadata)
     assert_refused(run_bounded("predict", path, image), 2, str(path), *fragments)
+
+
+# --------------------------------------------------------------------------- property-based fuzzing
+
+JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                    max_leaves=25)
+SIZES = st.one_of(st.sampled_from([28, 20, 1, 2, 32, 0, -28, 100_000]), JUNK)
+FIELDS = {
+    "architecture": st.one_of(
+        JSON, st.builds(lambda spec, kwargs: {"spec": spec, "kwargs": kwargs}, specs(),
+                        st.dictionaries(st.sampled_from(["num_classes", "in_channels", "x"]), SIZES, max_size=2)),
+        st.builds(lambda name, kwargs: {"name": name, "kwargs": kwargs}, st.sampled_from([*models.names(), "nope"]),
+                  st.dictionaries(st.sampled_from(["num_classes", "in_channels", "tta", "activation"]), SIZES | JSON,
+                                  max_size=2))),
+    "classes": st.one_of(st.lists(st.text(max_size=8), min_size=8, max_size=12), JSON),
+    "input_shape": st.one_of(st.lists(st.sampled_from([1, 3, 28, 32, 0, -1]), max_size=4), JSON),
+    "preprocessing": st.one_of(JSON, st.builds(lambda image: {"image": image}, st.one_of(JSON, st.fixed_dictionaries(
+        {}, optional={"size": SIZES, "object_size": SIZES, "background": st.sampled_from(["dark", "light", "grey"]),
+                      "tolerance": st.floats(-1, 1), "shape": JSON})))),
+    "config": JSON, "metrics": JSON, "extra.epoch": JSON, "extra.history": JSON,
+}
+RAW = st.one_of(st.text(max_size=20), st.integers(0, 300).map(lambda depth: "[" * depth + "]" * depth),
+                st.integers(0, 300).map(lambda depth: '{"a": ' * depth + "1" + "}" * depth),
+                st.builds(lambda: json.dumps("x" * (4 * 2**20 + 1))))
+
+
+def dumps(value) -> str:
+    """json.dumps, but an integer of over 4,300 digits (which json refuses to write) as its digits."""
+    try:
+        return json.dumps(value)
+    except ValueError:
+        return "9" * 4400
+
+
+@st.composite
+def forged_files(draw, metadata: dict[str, str], tensors: dict):
+    """A model file's (metadata, tensors) with fields replaced by structured or raw junk, deleted,
+    tensors dropped or reshaped; the digests recomputed (a forger's) or not."""
+    metadata, tensors = dict(metadata), dict(tensors)
+    for _ in range(draw(st.integers(1, 3))):
+        key = draw(st.sampled_from(sorted({*metadata, *FIELDS})))
+        how = draw(st.sampled_from(["structured", "structured", "raw", "delete"]))
+        if how == "delete":
+            metadata.pop(key, None)
+        elif how == "raw" or key not in FIELDS:
+            metadata[key] = draw(RAW)
+        else:
+            metadata[key] = dumps(draw(FIELDS[key]))
+    if draw(st.integers(0, 4)) == 0:
+        name = draw(st.sampled_from(sorted(tensors)))
+        change = draw(st.sampled_from(["drop", "flatten", "half", "nan", "rename"]))
+        tensor = tensors.pop(name)
+        if change == "flatten":
+            tensors[name] = tensor.reshape(-1)
+        elif change == "half":
+            tensors[name] = tensor.half()
+        elif change == "nan":
+            tensors[name] = torch.full_like(tensor, float("nan")) if tensor.is_floating_point() else tensor
+        elif change == "rename":
+            tensors[name + "x"] = tensor
+    if draw(st.booleans()):
+        metadata["weights_sha256"] = _tensors_digest({k: v for k, v in tensors.items() if not k.startswith("extra.")})
+        metadata[CONTENT_KEY] = content_digest(metadata)
+    return metadata, tensors
+
+
+@pytest.fixture(scope="module")
+def fuzz_base(small_model, tmp_path_factory):
+    return metadata_of(small_model), load_file(str(small_model)), tmp_path_factory.mktemp("fuzz") / "forged.safetensors"
+
+
+@given(data=st.data())
+def test_any_metadata_gives_a_model_or_an_fmnist_error(fuzz_base, data):
+    """load_model and read_extras of a forged file: a model that fits its metadata, or FmnistError."""
+    metadata, tensors, path = fuzz_base
+    metadata, tensors = data.draw(forged_files(metadata, tensors))
+    save_file(tensors, str(path), metadata=metadata)
+    try:
+        loaded = load_model(path, warn=False)
+        read_extras(path)
+    except FmnistError as exc:
+        assert "Traceback" not in str(exc) and len(str(exc)) < 1000, str(exc)[:2000]
+        return
+    event("loaded")
+    logits = loaded.model(torch.zeros(2, *loaded.input_shape, dtype=torch.uint8))
+    assert logits.shape == (2, len(loaded.classes)) and loaded.image_spec.size == 28
+
+
+@given(data=st.data())
+def test_any_onnx_metadata_gives_a_predictor_or_an_fmnist_error(tmp_path_factory, data):
+    """The same for the ONNX runtime: a foreign graph whose metadata fields are fuzzed."""
+    from fmnist.inference import OnnxPredictor
+
+    fields = {}
+    for key in data.draw(st.lists(st.sampled_from(["classes", "preprocessing", "config", "format"]), max_size=3)):
+        fields[key] = data.draw(st.one_of(FIELDS.get(key, JSON).map(dumps), RAW)) if key != "format" else ""
+    path = tmp_path_factory.getbasetemp() / "fuzz-onnx.onnx"
+    try:
+        predictor = OnnxPredictor(foreign_onnx(path, **fields), device="cpu")
+    except FmnistError as exc:
+        assert len(str(exc)) < 1000, str(exc)[:2000]
+        return
+    assert predictor.logits(np.zeros((3, 28, 28), np.uint8)).shape == (3, len(predictor.classes))

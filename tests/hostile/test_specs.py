@@ -7,12 +7,15 @@ import json
 
 import pytest
 import yaml
+from hypothesis import event, given
+from hypothesis import strategies as st
 
 from fmnist import models
 from fmnist.errors import FmnistError
 from fmnist.models import SpecError
 from fmnist.models.spec import MAX_BLOCKS, MAX_SPEC_BYTES
 from hostile.conftest import assert_nothing_half_written, assert_refused, run_bounded
+from hostile.strategies import specs
 
 CONV = {"pad": 1, "filter": 3, "stride": 1, "activation": "relu"}
 OUT = {"neurons": 10, "activation": "softmax"}
@@ -127,3 +130,54 @@ def test_registered_models_are_bounded_too():
 
 def test_a_spec_file_is_json_when_it_says_so(tmp_path):
     assert models.load_spec(write(tmp_path / "s.json", json.dumps({"fc0": OUT})))["fc0"]["fc0_neurons"] == 10
+
+
+# --------------------------------------------------------------------------- property-based fuzzing
+
+def _activation_bytes(model) -> int:
+    """Every leaf module's output for one image, counted on the meta device (no memory)."""
+    import torch
+
+    sizes = []
+    hooks = [module.register_forward_hook(lambda module, args, output: sizes.append(output.numel()))
+             for module in model.modules() if not list(module.children())]
+    model.eval()(torch.zeros(1, 1, 28, 28, dtype=torch.uint8, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    return 4 * sum(sizes)
+
+
+@given(specs())
+def test_the_spec_builder_gives_a_model_or_an_fmnist_error(spec):
+    """Any spec: validate_spec, architecture_for and build (on the meta device) return or raise an
+    FmnistError; and what validate_spec counts is what the model built from it holds."""
+    try:
+        normalised = models.validate_spec(spec)
+        parameters, activations = models.spec_footprint(normalised)
+        assert parameters <= models.MAX_PARAMETERS and activations <= models.MAX_ACTIVATION_BYTES
+        architecture = models.architecture_for(spec=spec, num_classes=models.spec_num_classes(normalised))
+        skeleton = models.skeleton(json.loads(json.dumps(architecture)))
+    except FmnistError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 400, str(exc)
+        return
+    event("valid spec")
+    assert models.keras_param_counts(skeleton)[0] == parameters
+    assert _activation_bytes(skeleton) == activations
+    if parameters <= 100_000:  # a real build of a small one: the same model
+        assert models.keras_param_counts(models.build(architecture))[0] == parameters
+
+
+@given(st.one_of(st.text(alphabet="[]{}:,-&*!| \n\"'#abconvf0123456789.", max_size=200),
+                 st.recursive(st.one_of(st.none(), st.integers(), st.text(max_size=5)),
+                              lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                         max_size=3),
+                              max_leaves=40).map(json.dumps)),
+       st.sampled_from(["spec.yaml", "spec.json", "spec.txt"]))
+def test_any_spec_file_gives_a_spec_or_an_fmnist_error(tmp_path_factory, text, name):
+    path = tmp_path_factory.getbasetemp() / "fuzz" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    try:
+        models.load_spec(path)
+    except FmnistError as exc:
+        assert "\n" not in str(exc), str(exc)
