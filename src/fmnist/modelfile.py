@@ -37,7 +37,7 @@ from fmnist.model_metadata import INPUT_SHAPE, checked_classes, checked_file, ch
 
 FORMAT = "fmnist.model"
 FORMAT_VERSION = 1
-CONTENT_KEY = "content_sha256"  # files written before fmnist 0.1.1 lack it: see `_check_digests`
+CONTENT_KEY = "content_sha256"  # files written before it existed lack it: see `_checked_metadata`
 # The model itself scales raw pixels (see models/layers.py: Rescale), so a caller only needs this.
 # "image" is what the training images looked like (fmnist.image_spec.ImageSpec): `fmnist predict` makes a
 # real-world image look the same. Files written before it was recorded get Fashion-MNIST's.

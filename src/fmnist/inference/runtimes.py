@@ -139,9 +139,8 @@ class OnnxPredictor(Predictor):
             raise ModelFileError(self.path, f"expected a float output {ONNX_LOGITS!r} (N, {classes}), found "
                                             f"{', '.join(brief(name) for name in list(outputs)[:3]) or 'none'}")
         width = outputs[ONNX_LOGITS].shape[-1] if len(outputs[ONNX_LOGITS].shape) == 2 else None
-        if isinstance(width, int) and width != classes:
-            raise ModelFileError(self.path, f"metadata 'classes' has {classes} class names but the model has "
-                                            f"{width} outputs: the names do not belong to this graph")
+        if isinstance(width, int):  # a named (free) width is checked on the black image below
+            checked_classes(self.path, self.classes, width)
         self._run(np.zeros((1, size, size), dtype=np.uint8))
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:

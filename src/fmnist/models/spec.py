@@ -19,7 +19,8 @@ softmax is not built: models return logits and the loss applies the softmax.
 
 The last fc block's neurons must equal the model's number of classes; `build_from_spec` refuses a
 mismatch rather than silently resizing the output layer (the registered `fmnistcnn` factory sets it
-from `num_classes` explicitly).
+from `num_classes` explicitly). A spec's size is bounded (MAX_PARAMETERS, MAX_ACTIVATION_BYTES, below):
+`validate_spec` counts both by arithmetic and refuses a spec over either before anything is built.
 """
 
 from __future__ import annotations
@@ -43,12 +44,10 @@ FC_FIELDS = ("neurons", "activation")
 KNOWN_ACTIVATIONS = tuple(sorted([*ACTIVATIONS, "softmax"]))
 _BLOCK_KEY = re.compile(r"(conv|fc)(0|[1-9][0-9]{0,5})")  # conv0..conv999999: int() of it stays cheap
 
-# What a spec may ask for, checked by arithmetic before anything is built, with wide headroom above
-# every model fmnist ships: the largest, fmnistcnn (002's default spec), has 3,467,402 parameters and
-# 1.6 MiB of activations per image.
+# Wide headroom above every model fmnist ships: the largest, fmnistcnn (002's default spec), has
+# 3,467,402 parameters and 1.6 MiB of activations per image.
 MAX_PARAMETERS = 50_000_000  # 14x fmnistcnn: 200 MB of float32 weights, as much again per optimizer buffer
-MAX_ACTIVATION_BYTES = 32 * 2**20  # every layer's float32 output for one image, as training keeps them for
-#                                    the backward pass: 20x fmnistcnn, and a batch of 32 then holds 1 GiB
+MAX_ACTIVATION_BYTES = 32 * 2**20  # each layer's float32 output for one image, all kept for backward: 20x fmnistcnn
 MAX_BLOCKS = 100  # conv and fc blocks together: 002's dictionary has 6
 MAX_INTEGER = 2**31 - 1  # any size in a block: torch's kernels index with 32-bit integers
 MAX_SPEC_BYTES = 2**20  # a spec file: 100 blocks in the long form take under 20 KB
