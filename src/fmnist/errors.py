@@ -9,6 +9,11 @@ class FmnistError(Exception):
     """Base class: a problem with the user's input or environment, not a bug in fmnist."""
 
 
+class FmnistWarning(UserWarning):
+    """Something the user must know although fmnist can go on (a model whose weights are NaN, say).
+    The CLI prints it as one line, `fmnist: warning: ...`."""
+
+
 class DataError(FmnistError):
     """A data file or directory is missing, malformed, or fails verification."""
 

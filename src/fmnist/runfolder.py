@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._checks import NUMBER, check_shape
+from fmnist.bounded import NUMBER, BoundsError, check_shape, parse_json
 from fmnist._io import atomic_path, write_text_atomic
 from fmnist.errors import FmnistError
 
@@ -84,13 +84,12 @@ def read_json(path: str | Path, schema: Any = None) -> Any:
     path = Path(path)
     if not path.is_file():
         return None
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise FmnistError(f"{path}: {path.stat().st_size:,} bytes, more than any file fmnist writes "
-                          f"({MAX_JSON_BYTES:,}); refused")
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise FmnistError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:200] if str(exc) else 'too deeply nested'})") from None
+        value = parse_json(path.read_text(encoding="utf-8"), MAX_JSON_BYTES)
+    except BoundsError as exc:
+        raise FmnistError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise FmnistError(f"{path}: not valid JSON (not UTF-8 text)") from None
     return value if schema is None else check_shape(path, value, schema)
 
 

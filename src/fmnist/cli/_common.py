@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import inspect
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from fmnist.data.dataset import load_dataset
 from fmnist.engine.config import DEFAULT_LR, TrainConfig
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, FmnistWarning
 
 app = typer.Typer(
     name="fmnist",
@@ -40,11 +41,13 @@ def command(*args, **kwargs):
         @functools.wraps(function)
         def wrapper(*call_args, **call_kwargs):
             try:
-                return function(*call_args, **call_kwargs)
+                with warnings.catch_warnings():
+                    warnings.showwarning = _show_warning
+                    return function(*call_args, **call_kwargs)
             except FmnistError as exc:
                 if state["debug"]:
                     raise
-                typer.echo(f"fmnist: error: {exc}", err=True)
+                typer.echo(f"fmnist: error: {one_line(str(exc))}", err=True)
                 raise typer.Exit(2) from None
             except OSError as exc:  # permission denied, disk full, ...: the user's environment, not a bug
                 if state["debug"]:
@@ -59,6 +62,25 @@ def command(*args, **kwargs):
         return app.command(*args, **kwargs)(wrapper)
 
     return decorate
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped: a message that quotes a file's contents (a class name
+    holding a newline, say) stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+_show_python_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """FmnistWarnings as one line on stderr, `fmnist: warning: ...`; others as Python shows them."""
+    if issubclass(category, FmnistWarning):
+        typer.echo(f"fmnist: warning: {one_line(str(message))}", err=True)
+    else:
+        _show_python_warning(message, category, filename, lineno, file, line)
 
 
 def option(kind, flag: str, help: str, *names: str, default: str | None = None):
