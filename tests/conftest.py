@@ -162,3 +162,21 @@ def assert_nothing_half_written(directory: str | Path) -> None:
 @pytest.fixture
 def bounded():
     return run_bounded
+
+
+@pytest.fixture(scope="session")
+def hostile_model(tmp_path_factory, fashion):
+    """An ONNX model for the hostile prediction cases (write-up 003's dense model, one epoch on 300
+    images): what it predicts does not matter there, only how fmnist treats what it is given."""
+    import fmnist
+    from fmnist.engine.config import TrainConfig
+    from fmnist.engine.trainer import fit
+    from fmnist.modelfile import save_model
+
+    out = tmp_path_factory.mktemp("hostile-model")
+    config = TrainConfig(model="dense", epochs=1, batch_size=64, device="cpu", seed=1, checkpoint="none")
+    result = fit(config, out / "run", dataset=fashion.limit(train=300, test=100))
+    save_model(out / "model.safetensors", result.model, result.architecture, fashion.classes,
+               config=config.to_dict(), image_spec=result.image_spec)
+    return fmnist.export_onnx(out / "model.safetensors", out / "model.onnx", check_images=fashion.test.images[:200],
+                              check_name="200 test images").path

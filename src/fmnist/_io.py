@@ -43,12 +43,39 @@ def _umask() -> int:
 def open_for_reading(path: str | Path, name: str | Path | None = None, expected: str = "a file",
                      max_bytes: int | None = None) -> BinaryIO:
     """`open(path, "rb")` for a regular file only, at most `max_bytes` long; the usual failures, and a
-    device, FIFO or socket, are one-line DataErrors naming `name` (default: path).
+    device, FIFO or socket, are one-line DataErrors naming `name` (default: path)."""
+    descriptor, _ = _open_regular(path, path if name is None else name, expected, max_bytes)
+    return os.fdopen(descriptor, "rb")
 
-    The file's type is checked with os.stat before it is opened, and again on the open descriptor
-    (opened non-blocking, so a FIFO swapped in between cannot hang the open); its size before a byte
-    is read."""
+
+def read_regular_file(path: str | Path, name: str | Path | None = None, expected: str = "a file",
+                      max_bytes: int | None = None) -> bytes:
+    """The whole content of a regular file at most `max_bytes` long (see open_for_reading), read with
+    as few system calls as the size allows."""
     name = path if name is None else name
+    descriptor, size = _open_regular(path, name, expected, max_bytes)
+    try:
+        limit = max_bytes if max_bytes is not None else max(size, 1 << 62)
+        parts, total, wanted = [], 0, min(size, limit) + 1  # one byte more: the file may have grown
+        while piece := os.read(descriptor, wanted):
+            parts.append(piece)
+            total += len(piece)
+            if total > limit:
+                raise DataError(name, too_large("file", None, limit, "refused while reading it"))
+            wanted = min(1 << 20, limit + 1 - total)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    except PermissionError:
+        raise DataError(name, "permission denied") from None
+    except OSError as exc:
+        raise DataError(name, f"cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(descriptor)
+
+
+def _open_regular(path, name, expected: str, max_bytes: int | None) -> tuple[int, int]:
+    """(descriptor, size) of a regular file. Its type is checked with os.stat before it is opened, so
+    a FIFO is never opened, and again on the descriptor (opened non-blocking: a FIFO swapped in
+    between cannot hang the open); its size before a byte is read."""
     try:
         _require_regular(os.stat(path), name, expected, max_bytes)
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
@@ -61,10 +88,11 @@ def open_for_reading(path: str | Path, name: str | Path | None = None, expected:
     except OSError as exc:
         raise DataError(name, f"cannot open ({exc.strerror or exc})") from None
     try:
-        _require_regular(os.fstat(descriptor), name, expected, max_bytes)
+        status = os.fstat(descriptor)
+        _require_regular(status, name, expected, max_bytes)
         if hasattr(os, "set_blocking"):
             os.set_blocking(descriptor, True)
-        return os.fdopen(descriptor, "rb")
+        return descriptor, status.st_size
     except BaseException:
         os.close(descriptor)
         raise

@@ -26,11 +26,13 @@ MAX_IMAGE_BYTES = 64 << 20
 # Pixels declared by an image header: a 28x28 classifier has no use for more, and a small file can
 # declare billions (a decompression bomb). Refused from the header, before decoding.
 MAX_IMAGE_PIXELS = 50_000_000
-# Memory for the decoded first frame: width x height x the bytes Pillow stores per pixel of its mode
-# (1 for L/P/1, 2 for 16-bit grey, 4 for everything else: RGB is stored as 4 bytes), after JPEG's
-# reduced-scale decoding. 50 megapixels of RGB (200 MB) pass; a 97 KB file that declares
-# 7,000 x 7,000 16-bit RGBA pixels decodes to 196 MB and passes too, but no copy of that size is made
-# besides one conversion: the peak stays under twice this bound. Refused from the header.
+# Memory for decoding the first frame: width x height x the bytes Pillow stores per pixel of its mode
+# (1 for L/P/1, 2 for 16-bit grey, 4 for everything else: RGB is stored as 4 bytes) x the copies the
+# decoder holds at once (3 for WebP), after JPEG's reduced-scale decoding. 50 megapixels of RGB
+# (200 MB) pass, and so does a 381 KB PNG that declares 7,000 x 7,000 16-bit RGBA pixels (196 MB).
+# Decoding is the only full-size allocation: a big frame is shrunk to WORKING_SIZE a band of rows at
+# a time (fmnist.image_files), so that PNG is predicted in 550 MB of address space, interpreter,
+# numpy, Pillow and onnxruntime included. Refused from the header.
 MAX_DECODE_BYTES = 256 << 20
 # Frames of an animation or pages of a TIFF: only the first is used, but counting them (the record
 # says how many there are) walks the file; a 64 MB GIF can hold three million 1-pixel frames.
