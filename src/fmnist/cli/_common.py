@@ -17,7 +17,7 @@ from rich.console import Console
 
 from fmnist.data.dataset import load_dataset
 from fmnist.engine.config import DEFAULT_LR, TrainConfig
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, printable
 
 app = typer.Typer(
     name="fmnist",
@@ -44,13 +44,13 @@ def command(*args, **kwargs):
             except FmnistError as exc:
                 if state["debug"]:
                     raise
-                typer.echo(f"fmnist: error: {exc}", err=True)
+                typer.echo(printable(f"fmnist: error: {exc}"), err=True)
                 raise typer.Exit(2) from None
             except OSError as exc:  # permission denied, disk full, ...: the user's environment, not a bug
                 if state["debug"]:
                     raise
                 where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-                typer.echo(f"fmnist: error: {where}{exc.strerror or exc}", err=True)
+                typer.echo(printable(f"fmnist: error: {where}{exc.strerror or exc}"), err=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 typer.echo("fmnist: interrupted", err=True)
@@ -153,7 +153,7 @@ def note(quiet: bool):
 
     def log(message: str) -> None:
         if not quiet:
-            typer.echo(f"fmnist: {message}", err=True)
+            typer.echo(printable(f"fmnist: {message}"), err=True)
 
     return log
 
