@@ -74,6 +74,16 @@ def test_an_absurd_declared_size_is_refused_from_the_header(tmp_path, shape, sho
     assert len(line) < 300
 
 
+def test_an_empty_shape_with_huge_dimensions_is_refused_too(tmp_path):
+    """(0, 2**31, 2**31) holds no data, but numpy cannot index those dimensions (found by fuzzing:
+    a ValueError traceback)."""
+    path = tmp_path / "empty-idx3-ubyte"
+    path.write_bytes(_idx_header(0x0B, 0, 2**31, 2**31))
+    with pytest.raises(DataError, match=r"shape \(0, 2147483648, 2147483648\) = 0, but its other dimensions span "
+                                         r"9,223,372,036,854,775,808 bytes of data"):
+        formats.read_idx(path)
+
+
 def test_the_limit_is_the_declared_size_itself(tmp_path):
     """A header that declares exactly MAX_DATA_BYTES is accepted (then found truncated); one byte more is
     refused before anything is allocated."""
@@ -129,6 +139,14 @@ def test_csv_rows_keep_their_line_numbers_across_blank_lines_and_blocks(tmp_path
     path.write_text("\n".join(lines[:-1]) + "\n\n")
     images, labels = formats.read_kaggle_csv(path)
     assert images.shape == (2501, 28, 28) and (images == 7).all() and (labels == 3).all()
+
+
+def test_a_csv_line_numpy_would_crash_on_is_one_line(tmp_path):
+    """numpy 2.4's loadtxt reads out of bounds on some characters far above ASCII and crashes now and
+    then (found by fuzzing); rows reach it only as ASCII. In a subprocess: a crash fails the test."""
+    data, path = _csv_dir(tmp_path, CSV_HEADER_LINE + "\U000f940d\n".encode() * 50)
+    for _ in range(3):
+        assert_refused(run_bounded("info", "--data", data), 2, str(path), "line 2: 1 values, expected 785")
 
 
 def test_csv_rows_of_the_wrong_width_everywhere_are_one_line(tmp_path):

@@ -103,8 +103,11 @@ def idx_header(data: bytes, path: str | Path) -> tuple[np.dtype, tuple[int, ...]
         raise DataError(path, f"truncated IDX header: {ndim} dimensions need {header} bytes")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = math.prod(shape) * dtype.itemsize  # Python integers: 255 dimensions of 2**32 - 1 do not overflow
-    if expected > MAX_DATA_BYTES:
-        size = f"{expected:,}" if expected < 10**24 else f"about 10^{len(str(expected // 10**24)) + 23}"
+    # An empty array still needs dimensions numpy can index: (0, 2**31, 2**31) is refused as well.
+    extent = math.prod(max(n, 1) for n in shape) * dtype.itemsize
+    if extent > MAX_DATA_BYTES:
+        size = f"{extent:,}" if extent < 10**24 else f"about 10^{len(str(extent // 10**24)) + 23}"
+        size = size if expected else f"0, but its other dimensions span {size}"
         raise DataError(path, f"header declares shape {_shape_text(shape)} = {size} bytes of data "
                               f"(the limit is {bytes_text(MAX_DATA_BYTES)}); refused before reading it")
     return dtype, shape, header, expected
