@@ -18,7 +18,7 @@ from rich.console import Console
 
 from fmnist.data.dataset import load_dataset
 from fmnist.engine.config import DEFAULT_LR, TrainConfig
-from fmnist.errors import FmnistError, FmnistWarning
+from fmnist.errors import FmnistError, FmnistWarning, printable
 
 app = typer.Typer(
     name="fmnist",
@@ -47,13 +47,13 @@ def command(*args, **kwargs):
             except FmnistError as exc:
                 if state["debug"]:
                     raise
-                typer.echo(f"fmnist: error: {one_line(str(exc))}", err=True)
+                typer.echo(printable(f"fmnist: error: {exc}"), err=True)
                 raise typer.Exit(2) from None
             except OSError as exc:  # permission denied, disk full, ...: the user's environment, not a bug
                 if state["debug"]:
                     raise
                 where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-                typer.echo(f"fmnist: error: {where}{exc.strerror or exc}", err=True)
+                typer.echo(printable(f"fmnist: error: {where}{exc.strerror or exc}"), err=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 typer.echo("fmnist: interrupted", err=True)
@@ -64,21 +64,13 @@ def command(*args, **kwargs):
     return decorate
 
 
-def one_line(text: str) -> str:
-    """`text` with its control characters escaped: a message that quotes a file's contents (a class name
-    holding a newline, say) stays one line."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-
-
 _show_python_warning = warnings.showwarning
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """FmnistWarnings as one line on stderr, `fmnist: warning: ...`; others as Python shows them."""
     if issubclass(category, FmnistWarning):
-        typer.echo(f"fmnist: warning: {one_line(str(message))}", err=True)
+        typer.echo(printable(f"fmnist: warning: {message}"), err=True)
     else:
         _show_python_warning(message, category, filename, lineno, file, line)
 
@@ -178,7 +170,7 @@ def note(quiet: bool):
 
     def log(message: str) -> None:
         if not quiet:
-            typer.echo(f"fmnist: {message}", err=True)
+            typer.echo(printable(f"fmnist: {message}"), err=True)
 
     return log
 
