@@ -23,8 +23,8 @@ from fmnist import models
 from fmnist.data.dataset import FASHION_CLASSES
 from fmnist.errors import FmnistError, ModelFileError
 from fmnist.modelfile import CONTENT_KEY, _tensors_digest, content_digest, load_model, read_extras, save_model
-from hostile.conftest import assert_nothing_half_written, assert_refused, run_bounded
-from hostile.strategies import JUNK, specs
+from conftest import assert_nothing_half_written, assert_refused, run_bounded
+from strategies import JUNK, specs
 
 # A small CNN (about 8,000 parameters) as a spec: conv 4 channels → pool → fc 10.
 SMALL_SPEC = {"conv0": {"pad": 1, "channels": 4, "filter": 3, "stride": 1, "pool": 2, "activation": "relu"},

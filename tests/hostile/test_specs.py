@@ -14,8 +14,8 @@ from fmnist import models
 from fmnist.errors import FmnistError
 from fmnist.models import SpecError
 from fmnist.models.spec import MAX_BLOCKS, MAX_SPEC_BYTES
-from hostile.conftest import assert_nothing_half_written, assert_refused, run_bounded
-from hostile.strategies import specs
+from conftest import assert_nothing_half_written, assert_refused, run_bounded
+from strategies import specs
 
 CONV = {"pad": 1, "filter": 3, "stride": 1, "activation": "relu"}
 OUT = {"neurons": 10, "activation": "softmax"}
