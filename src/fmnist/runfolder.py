@@ -148,7 +148,9 @@ class RunFolder:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the run's lock while working on it: a second process training or resuming the same
-        folder is refused. The lock is the kernel's (flock): it dies with its process, never stale."""
+        folder is refused. The lock is the kernel's (flock): it dies with its process, never stale.
+        A folder this call created is removed again if the work fails before writing anything in it."""
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.path / LOCK, "a+", encoding="utf-8")
         try:
@@ -165,6 +167,11 @@ class RunFolder:
             handle.write(f"{os.getpid()}\n")
             handle.flush()
             yield
+        except BaseException:
+            if created and [entry.name for entry in self.path.iterdir()] == [LOCK]:
+                (self.path / LOCK).unlink()
+                self.path.rmdir()
+            raise
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()

@@ -231,7 +231,9 @@ def test_evaluate_warns_of_nan_weights(nan_model, small_idx_dir):
 
 
 def test_predict_warns_once_and_fails_each_image(nan_model, image):
-    result = run_bounded("predict", nan_model, image, image)
+    other = image.with_name("other.png")
+    Image.fromarray(np.full((28, 28), 30, np.uint8)).save(other)  # the same file twice is predicted once
+    result = run_bounded("predict", nan_model, image, other)
     assert result.returncode == 1 and b"Traceback" not in result.stderr, result.stderr[-2000:]
     assert len(_warnings(result.stderr)) == 1 and "not finite" in _warnings(result.stderr)[0]
     errors = [line for line in result.stderr.decode().splitlines() if line.startswith("fmnist: error: ")]
