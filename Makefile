@@ -37,14 +37,14 @@ bench: data
 	$(BIN)/python benchmarks/vs_keras.py --recipe baseline --epochs 10 --seeds 3 --target 0.90
 	$(BIN)/python benchmarks/vs_keras.py --recipe minivgg --epochs 3 --seeds 3 --target 0.90
 
-# Fuzzing (not in CI, about 12 minutes): the hypothesis properties of tests/hostile/test_fuzz.py with
+# Fuzzing (not in CI, about 12 minutes): the hypothesis properties (tests marked `fuzz`) with
 # 2,000 fresh random examples each, then a coverage-guided atheris campaign on the image path
 # (fuzz/images.py) for FUZZ_SECONDS. An input that raised anything but an FmnistError is saved in
 # fuzz/findings/ (replay it: .venv/bin/python fuzz/images.py fuzz/findings/crash-...).
 FUZZ_SECONDS ?= 600
 fuzz: data
 	$(BIN)/pip install -q atheris
-	FMNIST_FUZZ_EXAMPLES=2000 FMNIST_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/hostile/test_fuzz.py
+	FMNIST_FUZZ_EXAMPLES=2000 FMNIST_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m fuzz tests/hostile
 	$(BIN)/python fuzz/images.py --seed-corpus fuzz/corpus
 	mkdir -p fuzz/findings
 	$(BIN)/python fuzz/images.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=fuzz/findings/ fuzz/corpus

@@ -20,11 +20,8 @@ from typing import Any
 import yaml
 
 from fmnist.errors import FmnistError
+from fmnist.limits import MAX_DEPTH
 
-# Nesting of any JSON or YAML document fmnist reads. Its own documents nest 4 deep at most (a model
-# file's `architecture`: {"spec": {"conv0": {...}}}; a config's model_options); 32 leaves headroom
-# and stays far below Python's recursion limit (1,000), which a recursive parser must never reach.
-MAX_DEPTH = 32
 
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")

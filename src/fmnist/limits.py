@@ -38,6 +38,37 @@ MAX_DECODE_BYTES = 256 << 20
 # says how many there are) walks the file; a 64 MB GIF can hold three million 1-pixel frames.
 MAX_FRAMES = 1_000
 
+# A model file, either format (safetensors or ONNX): the largest model fmnist builds (MAX_PARAMETERS,
+# 50 M) is 200 MB of float32 weights, and a resume checkpoint adds up to twice that in optimizer state.
+MAX_FILE_BYTES = 1 << 30
+# safetensors' JSON header (tensor names, shapes, the metadata), read before anything else: a model
+# fmnist writes has a few KB of it, a long run's resume checkpoint some 100 KB.
+MAX_HEADER_BYTES = 16 << 20
+# One metadata field's JSON text in a model file. The largest fmnist writes is a resume checkpoint's
+# training history, about 300 bytes an epoch (13 KB for 40 epochs); a spec of 100 blocks is under 20 KB.
+MAX_FIELD_BYTES = 4 << 20
+
+# A model spec (a file, a model file's architecture or `--model-options`). Wide headroom above every
+# model fmnist ships: the largest, fmnistcnn (002's default spec), has 3,467,402 parameters and
+# 1.6 MiB of activations per image.
+MAX_PARAMETERS = 50_000_000  # 14x fmnistcnn: 200 MB of float32 weights, as much again per optimizer buffer
+MAX_ACTIVATION_BYTES = 32 << 20  # each layer's float32 output for one image, all kept for backward: 20x fmnistcnn
+MAX_BLOCKS = 100  # conv and fc blocks together: 002's dictionary has 6
+MAX_INTEGER = 2**31 - 1  # any size in a block: torch's kernels index with 32-bit integers
+MAX_SPEC_BYTES = 1 << 20  # a spec file: 100 blocks in the long form take under 20 KB
+
+# A --config file: fmnist's own are under 1 kB.
+MAX_CONFIG_BYTES = 1 << 20
+# A JSON file of a run folder (metrics.json, cv.json, evaluation.json, ...): far above any file fmnist
+# writes (a 5-fold cv.json of 100 epochs: ~200 kB).
+MAX_JSON_BYTES = 64 << 20
+# Nesting of any JSON or YAML document fmnist reads. Its own documents nest 4 deep at most (a model
+# file's `architecture`: {"spec": {"conv0": {...}}}; a config's model_options); 32 leaves headroom
+# and stays far below Python's recursion limit (1,000), which a recursive parser must never reach.
+MAX_DEPTH = 32
+# A seed: numpy's and torch's generators take any 32-bit value; the fold seeds (seed + fold - 1) stay in range.
+MAX_SEED = 2**31 - 1
+
 
 def bytes_text(count: int) -> str:
     """`64 MiB`, `1 GiB`, `1,536 bytes`: a limit or size as a person reads it."""

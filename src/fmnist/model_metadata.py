@@ -13,15 +13,10 @@ from pathlib import Path
 from fmnist.bounded import BoundsError, brief, one_line, parse_json
 from fmnist.errors import ModelFileError
 from fmnist.image_spec import FASHION_SPEC, ImageSpec
+from fmnist.limits import MAX_FIELD_BYTES, MAX_FILE_BYTES
 
 INPUT_SIZE = 28  # every fmnist model takes 28×28 images: the data (Dataset), specs and the write-ups' models
 INPUT_SHAPE = [1, INPUT_SIZE, INPUT_SIZE]
-# One metadata field's JSON text. The largest fmnist writes is a resume checkpoint's training history,
-# about 300 bytes an epoch (13 KB for 40 epochs); a spec architecture of 100 blocks is under 20 KB.
-MAX_FIELD_BYTES = 4 * 2**20
-# A whole model file, either format: the largest model fmnist builds (models.MAX_PARAMETERS, 50 M) is
-# 200 MB of float32 weights, and a resume checkpoint adds up to twice that in optimizer state (Adam).
-MAX_FILE_BYTES = 2**30
 
 _MISSING = object()
 _JSON_NAMES = {dict: "object", list: "array", str: "string"}

@@ -33,6 +33,7 @@ from fmnist._io import atomic_path
 from fmnist.bounded import brief, one_line
 from fmnist.errors import FmnistError, FmnistWarning, ModelFileError
 from fmnist.image_spec import FASHION_SPEC, ImageSpec
+from fmnist.limits import MAX_HEADER_BYTES
 from fmnist.model_metadata import INPUT_SHAPE, checked_classes, checked_file, checked_image_spec, json_field
 
 FORMAT = "fmnist.model"
@@ -46,9 +47,6 @@ PREPROCESSING = {
     "inside_model": "x / 255",
 }
 REQUIRED = ("format", "format_version", "architecture", "classes", "input_shape", "weights_sha256")
-# safetensors' JSON header (tensor names, shapes, the metadata), read before anything else: a model
-# fmnist writes has a few KB of it, a long run's resume checkpoint some 100 KB.
-MAX_HEADER_BYTES = 16 * 2**20
 
 
 def preprocessing_record(image_spec: ImageSpec = FASHION_SPEC) -> dict:

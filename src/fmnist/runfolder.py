@@ -30,6 +30,7 @@ import numpy as np
 from fmnist.bounded import NUMBER, BoundsError, check_shape, parse_json
 from fmnist._io import atomic_path, write_text_atomic
 from fmnist.errors import FmnistError
+from fmnist.limits import MAX_JSON_BYTES
 
 CONFIG = "config.yaml"
 HISTORY = "history.csv"
@@ -47,7 +48,6 @@ LOCK = ".lock"  # held (flock) by the process training the run: a second one is 
 # A folder holding one of these is an fmnist output folder that `fmnist report` can redraw.
 OUTPUT_FILES = (HISTORY, CV, EVALUATION, METRICS)
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-MAX_JSON_BYTES = 64 * 2**20  # far above any file fmnist writes (a 5-fold cv.json of 100 epochs: ~200 kB)
 
 # What a redraw relies on in each file (fmnist.report draws from these without further checks).
 _HISTORY_ROW = {"epoch": int, "loss": NUMBER, "accuracy": NUMBER, "val_loss": NUMBER, "val_accuracy": NUMBER}

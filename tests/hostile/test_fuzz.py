@@ -24,6 +24,8 @@ from fmnist import image_files, images
 from fmnist.data import formats
 from fmnist.errors import FmnistError
 
+pytestmark = pytest.mark.fuzz
+
 # --------------------------------------------------------------------------- IDX
 
 _DTYPE_CODES = [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x00, 0x07, 0xFF]

@@ -369,6 +369,7 @@ def fuzz_base(small_model, tmp_path_factory):
     return metadata_of(small_model), load_file(str(small_model)), tmp_path_factory.mktemp("fuzz") / "forged.safetensors"
 
 
+@pytest.mark.fuzz
 @given(data=st.data())
 def test_any_metadata_gives_a_model_or_an_fmnist_error(fuzz_base, data):
     """load_model and read_extras of a forged file: a model that fits its metadata, or FmnistError."""
@@ -386,6 +387,7 @@ def test_any_metadata_gives_a_model_or_an_fmnist_error(fuzz_base, data):
     assert logits.shape == (2, len(loaded.classes)) and loaded.image_spec.size == 28
 
 
+@pytest.mark.fuzz
 @given(data=st.data())
 def test_any_onnx_metadata_gives_a_predictor_or_an_fmnist_error(tmp_path_factory, data):
     """The same for the ONNX runtime: a foreign graph whose metadata fields are fuzzed."""

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fmnist import models
 from fmnist.errors import FmnistError
 from fmnist.models import SpecError
-from fmnist.models.spec import MAX_BLOCKS, MAX_SPEC_BYTES
+from fmnist.limits import MAX_BLOCKS, MAX_SPEC_BYTES
 from conftest import assert_nothing_half_written, assert_refused, run_bounded
 from strategies import specs
 
@@ -147,6 +147,7 @@ def _activation_bytes(model) -> int:
     return 4 * sum(sizes)
 
 
+@pytest.mark.fuzz
 @given(specs())
 def test_the_spec_builder_gives_a_model_or_an_fmnist_error(spec):
     """Any spec: validate_spec, architecture_for and build (on the meta device) return or raise an
@@ -167,6 +168,7 @@ def test_the_spec_builder_gives_a_model_or_an_fmnist_error(spec):
         assert models.keras_param_counts(models.build(architecture))[0] == parameters
 
 
+@pytest.mark.fuzz
 @given(st.one_of(st.text(alphabet="[]{}:,-&*!| \n\"'#abconvf0123456789.", max_size=200),
                  st.recursive(st.one_of(st.none(), st.integers(), st.text(max_size=5)),
                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,

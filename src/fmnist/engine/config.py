@@ -19,13 +19,12 @@ from fmnist.device import PRECISIONS
 from fmnist.engine.augment import AUGMENTS
 from fmnist.engine.recipes import RECIPES, recipe_values
 from fmnist.errors import FmnistError
+from fmnist.limits import MAX_CONFIG_BYTES, MAX_SEED
 from fmnist.runfolder import RunFolder
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "time-decay", "step", "cosine", "onecycle", "linear")
 CHECKPOINTS = ("best", "every", "none")
-MAX_SEED = 2**31 - 1
-MAX_CONFIG_BYTES = 1 << 20  # a config file: fmnist's own are under 1 kB
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}  # SGD: write-up 000; Adam: Keras's default
 
 

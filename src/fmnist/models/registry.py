@@ -16,7 +16,7 @@ from torch import nn
 
 from fmnist.bounded import brief, listing, one_line
 from fmnist.errors import FmnistError
-from fmnist.models.spec import MAX_INTEGER
+from fmnist.limits import MAX_INTEGER
 
 Factory = Callable[..., nn.Module]
 

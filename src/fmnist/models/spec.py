@@ -36,6 +36,7 @@ from torch import nn
 
 from fmnist.bounded import BoundsError, brief, parse_json, parse_yaml
 from fmnist.errors import FmnistError
+from fmnist.limits import MAX_ACTIVATION_BYTES, MAX_BLOCKS, MAX_INTEGER, MAX_PARAMETERS, MAX_SPEC_BYTES
 from fmnist.models.layers import ACTIVATIONS, Rescale, activation, batch_norm1d, batch_norm2d, conv2d, dense
 
 INPUT_SIZE = 28  # images are 28x28; the shrink check and the first Dense layer's width follow from it
@@ -44,13 +45,6 @@ FC_FIELDS = ("neurons", "activation")
 KNOWN_ACTIVATIONS = tuple(sorted([*ACTIVATIONS, "softmax"]))
 _BLOCK_KEY = re.compile(r"(conv|fc)(0|[1-9][0-9]{0,5})")  # conv0..conv999999: int() of it stays cheap
 
-# Wide headroom above every model fmnist ships: the largest, fmnistcnn (002's default spec), has
-# 3,467,402 parameters and 1.6 MiB of activations per image.
-MAX_PARAMETERS = 50_000_000  # 14x fmnistcnn: 200 MB of float32 weights, as much again per optimizer buffer
-MAX_ACTIVATION_BYTES = 32 * 2**20  # each layer's float32 output for one image, all kept for backward: 20x fmnistcnn
-MAX_BLOCKS = 100  # conv and fc blocks together: 002's dictionary has 6
-MAX_INTEGER = 2**31 - 1  # any size in a block: torch's kernels index with 32-bit integers
-MAX_SPEC_BYTES = 2**20  # a spec file: 100 blocks in the long form take under 20 KB
 
 
 class SpecError(FmnistError):
