@@ -10,7 +10,7 @@ RUN_DIR ?= runs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 
-.PHONY: run test bench install data clean
+.PHONY: run test bench fuzz install data clean
 
 # The main job: look at the data, train write-up 000's baseline with its recipe (training ends with the
 # test-set evaluation, its figures and report.html in the run folder), export it to ONNX and predict a
@@ -36,6 +36,18 @@ bench: data
 	$(BIN)/python benchmarks/fast_recipe.py --seeds 3 --ablation-seeds 2
 	$(BIN)/python benchmarks/vs_keras.py --recipe baseline --epochs 10 --seeds 3 --target 0.90
 	$(BIN)/python benchmarks/vs_keras.py --recipe minivgg --epochs 3 --seeds 3 --target 0.90
+
+# Fuzzing (not in CI, about 12 minutes): the hypothesis properties (tests marked `fuzz`) with
+# 2,000 fresh random examples each, then a coverage-guided atheris campaign on the image path
+# (fuzz/images.py) for FUZZ_SECONDS. An input that raised anything but an FmnistError is saved in
+# fuzz/findings/ (replay it: .venv/bin/python fuzz/images.py fuzz/findings/crash-...).
+FUZZ_SECONDS ?= 600
+fuzz: data
+	$(BIN)/pip install -q atheris
+	FMNIST_FUZZ_EXAMPLES=2000 FMNIST_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m fuzz tests/hostile
+	$(BIN)/python fuzz/images.py --seed-corpus fuzz/corpus
+	mkdir -p fuzz/findings
+	$(BIN)/python fuzz/images.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=fuzz/findings/ fuzz/corpus
 
 install: $(STAMP)
 

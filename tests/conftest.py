@@ -1,11 +1,16 @@
-"""Shared fixtures: the real dataset (loaded once) and small real slices written to disk."""
+"""Shared fixtures: the real dataset (loaded once) and small real slices written to disk; the
+hostile-input harness (at the end)."""
 
 from __future__ import annotations
 
 import functools
 import http.server
 import os
+import resource
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +105,78 @@ def serve():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+# --------------------------------------------------------------------------- the hostile-input harness
+# (tests/hostile/). It lives here, not in a conftest.py of its own: pytest imports every conftest.py as
+# the module `conftest`, a second one replacing the first in sys.modules, and then the tests that
+# `from conftest import write_idx_set` fail to import when both folders are collected in one run.
+#
+# The hostile-input suite: each case is built small by a generator (nothing large is committed) and
+# fed to a real `fmnist` process whose address space is capped, so a case that makes fmnist allocate
+# without bound fails fast instead of exhausting the machine.
+#
+# Every case asserts what README's reliability section promises for bad input: one line on stderr
+# (`fmnist: error: ...` naming the file and the problem), the documented exit status, no traceback,
+# bounded memory (the cap) and time (the timeout), nothing half-written (no `.part` file left), and
+# earlier files intact.
+
+FMNIST = str(Path(sys.executable).parent / "fmnist")
+MEMORY_LIMIT = 1536 * 2**20  # bytes of address space: torch and a model fit in far less
+TIMEOUT = 120  # seconds: every refusal is meant to be cheap
+
+
+def _cap_memory(limit: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return apply
+
+
+def run_bounded(*args, stdin: bytes | None = None, timeout: float = TIMEOUT, memory: int = MEMORY_LIMIT,
+                cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+    """`fmnist ARGS` as a user runs it, under an address-space cap and a timeout."""
+    return subprocess.run([FMNIST, *map(str, args)], input=stdin, capture_output=True, timeout=timeout,
+                          preexec_fn=_cap_memory(memory), cwd=cwd)
+
+
+def assert_refused(result: subprocess.CompletedProcess, code: int, *fragments: str) -> str:
+    """Exit status `code`, exactly one stderr line `fmnist: error: ...` holding every fragment, no
+    traceback; returns that line."""
+    stderr = result.stderr.decode("utf-8", "replace") if isinstance(result.stderr, bytes) else result.stderr
+    assert result.returncode == code, (result.returncode, stderr[-2000:])
+    assert "Traceback" not in stderr and "MemoryError" not in stderr, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("fmnist: error: ")]
+    assert len(errors) == 1, stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def assert_nothing_half_written(directory: str | Path) -> None:
+    leftovers = [path for path in Path(directory).rglob("*") if path.name.endswith(".part")]
+    assert not leftovers, leftovers
+
+
+@pytest.fixture
+def bounded():
+    return run_bounded
+
+
+@pytest.fixture(scope="session")
+def hostile_model(tmp_path_factory, fashion):
+    """An ONNX model for the hostile prediction cases (write-up 003's dense model, one epoch on 300
+    images): what it predicts does not matter there, only how fmnist treats what it is given."""
+    import fmnist
+    from fmnist.engine.config import TrainConfig
+    from fmnist.engine.trainer import fit
+    from fmnist.modelfile import save_model
+
+    out = tmp_path_factory.mktemp("hostile-model")
+    config = TrainConfig(model="dense", epochs=1, batch_size=64, device="cpu", seed=1, checkpoint="none")
+    result = fit(config, out / "run", dataset=fashion.limit(train=300, test=100))
+    save_model(out / "model.safetensors", result.model, result.architecture, fashion.classes,
+               config=config.to_dict(), image_spec=result.image_spec)
+    return fmnist.export_onnx(out / "model.safetensors", out / "model.onnx", check_images=fashion.test.images[:200],
+                              check_name="200 test images").path

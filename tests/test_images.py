@@ -124,7 +124,7 @@ def test_a_test_image_saved_as_png_reads_back_exactly(tmp_path, fashion):
     prepared = images.load(path)
     assert np.array_equal(prepared.pixels, fashion.test.images[1])
     assert prepared.info() == {"width": 28, "height": 28, "mode": "L", "inverted": False, "box": list(prepared.box),
-                               "passthrough": True, "frames": 1}
+                               "passthrough": True, "frames": 1, "empty": False}
 
 
 def test_an_inverted_28x28_image_is_inverted_back_exactly(fashion):
@@ -353,10 +353,14 @@ def test_find_images_recurses_in_natural_order(tmp_path):
     for name in ("b/img10.png", "b/img2.PNG", "a.jpg", ".hidden/x.png", "notes.txt", "c/.x.png", "c/d/e.webp"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "linked").symlink_to(tmp_path / "c")  # a linked folder is searched...
+    (tmp_path / "linked").symlink_to(tmp_path / "c")  # a second way into c: c is searched once...
     (tmp_path / "c" / "d" / "loop").symlink_to(tmp_path / "c")  # ...and a loop back is not followed forever
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    (outside / "f").mkdir(parents=True)
+    (outside / "f" / "g.gif").write_bytes(b"x")
+    (tmp_path / "elsewhere").symlink_to(outside)  # a linked folder outside the tree is searched
     found = [p.relative_to(tmp_path).as_posix() for p in image_files.find_images(tmp_path)]
-    assert found == ["a.jpg", "b/img2.PNG", "b/img10.png", "c/d/e.webp", "linked/d/e.webp"]
+    assert found == ["a.jpg", "b/img2.PNG", "b/img10.png", "c/d/e.webp", "elsewhere/f/g.gif"]
 
 
 def test_exif_rotation_reports_the_upright_size_and_box(fashion):

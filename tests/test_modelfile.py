@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fmnist import models
-from fmnist.modelfile import ModelFileError, load_model, save_model
+from fmnist.modelfile import CONTENT_KEY, ModelFileError, content_digest, load_model, save_model
 
 
 @pytest.fixture
@@ -86,8 +86,10 @@ def test_file_without_fmnist_metadata(tmp_path):
 
 
 def _rewrite(path, **changes):
+    """Edit the metadata and recompute its digest, as a forger can: the checks must not rest on the hash."""
     tensors, meta = load_file(str(path)), _metadata(path)
     meta.update(changes)
+    meta[CONTENT_KEY] = content_digest(meta)
     save_file(tensors, str(path), metadata=meta)
 
 
@@ -108,13 +110,13 @@ def test_weights_of_another_architecture(saved):
 def test_broken_metadata(saved):
     path, _ = saved
     _rewrite(path, classes="[not json")
-    with pytest.raises(ModelFileError, match="'classes' is missing or not valid JSON"):
+    with pytest.raises(ModelFileError, match="metadata field 'classes': not valid JSON"):
         load_model(path)
     _rewrite(path, classes=json.dumps([f"c{i}" for i in range(10)]), architecture=json.dumps({"name": "nope"}))
     with pytest.raises(ModelFileError, match="cannot rebuild the architecture"):
         load_model(path)
     _rewrite(path, architecture=json.dumps({"name": "baseline", "kwargs": {}}), config="{broken")
-    with pytest.raises(ModelFileError, match="'config' is missing or not valid JSON"):
+    with pytest.raises(ModelFileError, match="metadata field 'config': not valid JSON"):
         load_model(path)
 
 

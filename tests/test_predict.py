@@ -23,7 +23,7 @@ from fmnist.engine.trainer import fit
 from fmnist.errors import FmnistError, ModelFileError
 from fmnist.inference.torch_model import StridedMaxPool2d, inference_copy
 from fmnist.inference import OnnxPredictor, TorchPredictor, load_predictor, softmax
-from fmnist.modelfile import load_model, save_model
+from fmnist.modelfile import CONTENT_KEY, content_digest, load_model, save_model
 
 FMNIST = str(Path(sys.executable).parent / "fmnist")
 
@@ -486,14 +486,19 @@ def test_model_files_record_the_image_spec(tmp_path, model_path, fashion):
     with safe_open(str(model_path), framework="pt") as handle:
         metadata = handle.metadata()
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    digits = dict(metadata, preprocessing=json.dumps({"image": {"size": 28, "object_size": 20, "background": "dark",
-                                                                "tolerance": 0.05}}))
+
+    def sealed(fields):  # metadata edited by hand, its digest recomputed
+        return dict(fields, **{CONTENT_KEY: content_digest(fields)})
+
+    digits = sealed(dict(metadata, preprocessing=json.dumps({"image": {"size": 28, "object_size": 20,
+                                                                       "background": "dark", "tolerance": 0.05}})))
     save_file(tensors, str(tmp_path / "digits.safetensors"), metadata=digits)
     assert load_model(tmp_path / "digits.safetensors").image_spec == images.ImageSpec(object_size=20)
-    old = {k: v for k, v in metadata.items() if k != "preprocessing"}  # written before the spec was recorded
+    # written before the spec (and the content digest) were recorded
+    old = {k: v for k, v in metadata.items() if k not in ("preprocessing", CONTENT_KEY)}
     save_file(tensors, str(tmp_path / "old.safetensors"), metadata=old)
     assert load_model(tmp_path / "old.safetensors").image_spec == images.FASHION_SPEC
-    broken = dict(metadata, preprocessing=json.dumps({"image": {"size": 28, "object_size": 99}}))
+    broken = sealed(dict(metadata, preprocessing=json.dumps({"image": {"size": 28, "object_size": 99}})))
     save_file(tensors, str(tmp_path / "broken.safetensors"), metadata=broken)
     with pytest.raises(ModelFileError, match=r"broken.safetensors: metadata 'preprocessing.image' is invalid"):
         load_model(tmp_path / "broken.safetensors")

@@ -9,6 +9,11 @@ class FmnistError(Exception):
     """Base class: a problem with the user's input or environment, not a bug in fmnist."""
 
 
+class FmnistWarning(UserWarning):
+    """Something the user must know although fmnist can go on (a model whose weights are NaN, say).
+    The CLI prints it as one line, `fmnist: warning: ...`."""
+
+
 class DataError(FmnistError):
     """A data file or directory is missing, malformed, or fails verification."""
 
@@ -36,3 +41,25 @@ class ModelFileError(FmnistError):
         if path.stat().st_size == 0:
             raise cls(path, "empty file")
         return path
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` as one line of plain terminal text: control characters (a newline in a file name, a
+    terminal escape sequence), line and paragraph separators and undecodable bytes (surrogates from
+    os.fsdecode) become backslash escapes. What every line fmnist prints about user-supplied names goes
+    through; JSON output is exact and needs none of this."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() or char == " " else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -43,12 +43,16 @@ def export_onnx(model_file, out: str | Path, check_images: np.ndarray | None = N
                 opset: int | None = None) -> ExportResult:
     """Write `model_file` (a path or a loaded ModelFile) as ONNX to `out` and check it.
 
-    `check_images` (N, 28, 28) uint8 are run through both runtimes; outputs must agree within
-    1e-4. Without them, 1,000 random images are used.
+    `check_images` (N, 28, 28) uint8 are run through both runtimes; outputs must be finite and agree
+    within 1e-4. Without them, 1,000 random images are used. A model whose weights are not finite
+    (NaN, inf) is refused before anything is exported.
     """
     _require_onnx_packages()
-    loaded = load_model(model_file) if isinstance(model_file, (str, Path)) else model_file
+    loaded = load_model(model_file, warn=False) if isinstance(model_file, (str, Path)) else model_file
     out = Path(out)
+    if not loaded.finite:
+        raise FmnistError(f"{loaded.path or 'model'}: the model's weights are not finite (NaN/inf); nothing was "
+                          "exported")
     size = loaded.image_spec.size
     wrapper = _with_probabilities(loaded.model).eval()
     example = torch.zeros(2, 1, size, size, dtype=torch.uint8)
@@ -90,7 +94,11 @@ def export_onnx(model_file, out: str | Path, check_images: np.ndarray | None = N
     with atomic_path(out) as tmp:
         onnx.save_model(proto, str(tmp))
         result = _check(tmp, loaded, check_images)
-        if result["max_logit_difference"] > TOLERANCE or result["max_probability_difference"] > TOLERANCE:
+        if not result.pop("finite"):
+            raise FmnistError(f"{out}: the model's outputs are not finite (NaN/inf) on {check_name}; nothing was "
+                              "written")
+        # `not <=`: a NaN difference never compares greater than the tolerance, and must not pass
+        if not (result["max_logit_difference"] <= TOLERANCE and result["max_probability_difference"] <= TOLERANCE):
             raise FmnistError(
                 f"{out}: the exported model differs from PyTorch by {result['max_logit_difference']:.2e} "
                 f"(logits) on {check_name}, more than {TOLERANCE:g}; nothing was written")
@@ -126,7 +134,9 @@ def _check(path: Path, loaded, check_images: np.ndarray) -> dict:
             model(torch.from_numpy(check_images[i : i + 1000]).unsqueeze(1).to(device)).float().cpu().numpy()
             for i in range(0, len(check_images), 1000)])
     torch_probabilities = softmax(torch_logits)
+    outputs = (onnx_logits, onnx_probabilities, torch_logits, torch_probabilities)
     return {
+        "finite": all(bool(np.isfinite(array).all()) for array in outputs),
         "max_logit_difference": float(np.abs(onnx_logits - torch_logits).max()),
         "max_probability_difference": float(np.abs(onnx_probabilities - torch_probabilities).max()),
         "same_predictions": bool((onnx_logits.argmax(1) == torch_logits.argmax(1)).all()),

@@ -53,6 +53,7 @@ class PreparedImage:
     passthrough: bool  # already the dataset's size and look: used as it is
     frames: int = 1  # frames in the file (an animation's first frame is used)
     notes: list[str] = field(default_factory=list)
+    empty: bool = False  # nothing stands out from the background: a blank input, predicted all the same
 
     def info(self) -> dict:
         """What `--json` reports about the input."""
@@ -64,6 +65,7 @@ class PreparedImage:
             "box": list(self.box),
             "passthrough": self.passthrough,
             "frames": self.frames,
+            "empty": self.empty,
         }
 
 
@@ -114,6 +116,8 @@ def prepare(image, spec: ImageSpec = FASHION_SPEC, invert: str = "auto") -> Prep
         raise FmnistError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
     decoded = image if isinstance(image, DecodedImage) else DecodedImage.of(image)
     width, height, frames, mode = decoded.width, decoded.height, decoded.frames, decoded.mode
+    if min(width, height, *decoded.image.size) <= 0:
+        raise DataError(None, f"empty image ({width}x{height} pixels)")  # `converting` names the input
     gray = to_grayscale(decoded.image)  # (H, W) float32, maybe already reduced while decoding
     if max(gray.shape) > WORKING_SIZE:
         gray = _resize(gray, _fit(gray.shape[1], gray.shape[0], WORKING_SIZE))
@@ -128,8 +132,10 @@ def prepare(image, spec: ImageSpec = FASHION_SPEC, invert: str = "auto") -> Prep
     box = _bounding_box(mask)
     original_box = (int(box[0] * scale_x), int(box[1] * scale_y),
                     int(np.ceil(box[2] * scale_x)), int(np.ceil(box[3] * scale_y)))
+    empty = not mask.any()
     if _dataset_like(gray.shape, background, box, mask, spec):
-        return PreparedImage(to_uint8(gray), width, height, mode, flip, original_box, passthrough=True, frames=frames)
+        return PreparedImage(to_uint8(gray), width, height, mode, flip, original_box, passthrough=True, frames=frames,
+                             empty=empty)
     gray, fill = _level(gray, background, object_level, spec)
     left, top, right, bottom = box
     crop = gray[top:bottom, left:right]
@@ -140,7 +146,7 @@ def prepare(image, spec: ImageSpec = FASHION_SPEC, invert: str = "auto") -> Prep
     y0, x0 = (spec.size - h + 1) // 2, (spec.size - w + 1) // 2
     canvas[y0 : y0 + h, x0 : x0 + w] = fitted
     return PreparedImage(_sharpen(to_uint8(canvas)), width, height, mode, flip, original_box, passthrough=False,
-                         frames=frames)
+                         frames=frames, empty=empty)
 
 
 def load(source: str | Path | bytes | BinaryIO, spec: ImageSpec = FASHION_SPEC, invert: str = "auto",
@@ -154,9 +160,14 @@ def load(source: str | Path | bytes | BinaryIO, spec: ImageSpec = FASHION_SPEC, 
 @contextlib.contextmanager
 def converting(name: str | Path) -> Iterator[None]:
     """Turn Pillow's and numpy's complaints about a decoded image (a mode Pillow cannot convert, say)
-    into the one-line DataError(name, ...) every reader of image files gives."""
+    into the one-line DataError(name, ...) every reader of image files gives; a DataError raised
+    without a name (an empty image) gets this one."""
     try:
         yield
+    except DataError as exc:
+        if exc.path is not None:
+            raise
+        raise DataError(name, exc.problem) from None
     except (ValueError, OSError) as exc:
         raise DataError(name, f"cannot convert this image ({exc})") from None
 

@@ -2,14 +2,24 @@
 
 Loading never unpickles: safetensors holds raw tensors and a string-to-string header. The header
 records the architecture (registry name + arguments, or a full spec), class names, input shape,
-preprocessing, training config, final metrics, the fmnist version, and a SHA-256 of the tensor
-bytes, so a file whose weights were altered after saving is refused.
+preprocessing, training config, final metrics, the fmnist version, a SHA-256 of the tensor bytes
+(`weights_sha256`) and a SHA-256 of every other metadata field (`content_sha256`; weights_sha256 is
+among them, so it covers the weights too). A file altered after saving is refused.
+
+A digest proves integrity, not authorship: anyone can edit a file and recompute both. So a file is
+read as if a stranger wrote it, and everything is checked before it is used, in one path
+(`_read_checked`, used by `load_model` and `read_extras`): the file's and header's sizes, every
+metadata field's size and nesting depth (before it is parsed), the architecture's size (built on
+PyTorch's meta device: shapes without memory), its tensors' names and shapes against those in the
+file, its output width against the class names, and the image size against the model's input, all
+before any weight is read or any model allocated.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +30,15 @@ from torch import nn
 
 from fmnist import __version__, models
 from fmnist._io import atomic_path
-from fmnist.errors import FmnistError, ModelFileError
+from fmnist.bounded import brief, one_line
+from fmnist.errors import FmnistError, FmnistWarning, ModelFileError
 from fmnist.image_spec import FASHION_SPEC, ImageSpec
+from fmnist.limits import MAX_HEADER_BYTES
+from fmnist.model_metadata import INPUT_SHAPE, checked_classes, checked_file, checked_image_spec, json_field
 
 FORMAT = "fmnist.model"
 FORMAT_VERSION = 1
-INPUT_SHAPE = [1, 28, 28]
+CONTENT_KEY = "content_sha256"  # files written before it existed lack it: see `_checked_metadata`
 # The model itself scales raw pixels (see models/layers.py: Rescale), so a caller only needs this.
 # "image" is what the training images looked like (fmnist.image_spec.ImageSpec): `fmnist predict` makes a
 # real-world image look the same. Files written before it was recorded get Fashion-MNIST's.
@@ -57,6 +70,7 @@ class ModelFile:
     version: str = ""
     path: Path | None = None
     image_spec: ImageSpec = FASHION_SPEC  # what its training images looked like (see fmnist.images)
+    finite: bool = True  # every weight is a finite number (a run that diverged saves NaN)
 
     @property
     def name(self) -> str:
@@ -71,6 +85,13 @@ def _tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(str(tensor.dtype).encode() + str(tuple(tensor.shape)).encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def content_digest(metadata: dict[str, str]) -> str:
+    """SHA-256 of every metadata field but CONTENT_KEY itself, weights_sha256 among them: so it covers
+    the weights and the metadata. The fields are hashed as one canonical JSON object (sorted keys)."""
+    fields = {key: value for key, value in metadata.items() if key != CONTENT_KEY}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -109,6 +130,7 @@ def save_model(
     }
     for key, value in (extra_metadata or {}).items():
         metadata[f"extra.{key}"] = json.dumps(value, default=str)
+    metadata[CONTENT_KEY] = content_digest(metadata)
     path = Path(path)
     with atomic_path(path) as tmp:
         try:
@@ -118,119 +140,133 @@ def save_model(
     return path
 
 
-def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The raw tensors and metadata of a safetensors file, with one-line errors."""
-    path = ModelFileError.require_file(path)
+@dataclass
+class _Checked:
+    """A model file's metadata, checked, and its tensors (those asked for)."""
+
+    fields: dict  # ModelFile's fields but the model: architecture, classes, input_shape, config, ...
+    extras: dict  # the resume state's JSON values (extra.* metadata)
+    tensors: dict[str, torch.Tensor]
+
+
+def _read_checked(path: str | Path, extras: bool = False) -> _Checked:
+    """Everything a model file says, each part checked before the next is read (see the module's
+    docstring): the weights, and with `extras` the resume state's tensors too."""
+    path = checked_file(path)
+    with open(path, "rb") as handle:
+        header = int.from_bytes(handle.read(8), "little")
+    if header > path.stat().st_size - 8:
+        raise ModelFileError(path, f"not a valid safetensors file, or truncated (a header of {header:,} bytes "
+                                   "announced, more than the file holds)")
+    if header > MAX_HEADER_BYTES:
+        raise ModelFileError(path, f"a safetensors header of {header:,} bytes, more than the limit of "
+                                   f"{MAX_HEADER_BYTES:,}: not a model file fmnist wrote")
+    metadata, shapes = _safetensors(path, lambda handle: (
+        handle.metadata() or {}, {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}))
+    checked = _checked_metadata(path, metadata, shapes)
+    wanted = [key for key in shapes if extras or not key.startswith("extra.")]
+    checked.tensors = _safetensors(path, lambda handle: {key: handle.get_tensor(key) for key in wanted})
+    weights = {key: value for key, value in checked.tensors.items() if not key.startswith("extra.")}
+    if _tensors_digest(weights) != metadata["weights_sha256"]:
+        raise ModelFileError(path, "weights do not match their recorded SHA-256: the file was altered after saving")
+    return checked
+
+
+def _safetensors(path: Path, read):
+    """`read(handle)` on the open file, with safetensors' errors as one line."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            return read(handle)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelFileError(path, f"not a valid safetensors file, or truncated ({message})") from None
-    return tensors, metadata
+        raise ModelFileError(path, f"not a valid safetensors file, or truncated ({one_line(exc)})") from None
 
 
-_MISSING = object()
-
-
-def _json_field(path: Path, metadata: dict[str, str], key: str, kind: type, default=_MISSING):
-    """A metadata value, parsed and type-checked; `default` when the (optional) key is absent."""
-    if key not in metadata and default is not _MISSING:
-        return default
-    try:
-        value = json.loads(metadata[key])
-    except (KeyError, json.JSONDecodeError):
-        raise ModelFileError(path, f"metadata field {key!r} is missing or not valid JSON") from None
-    if not isinstance(value, kind):
-        raise ModelFileError(path, f"metadata field {key!r} must be a JSON {kind.__name__}")
-    return value
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> ModelFile:
-    """Rebuild a model from its file alone. The model comes back in eval mode on `device`."""
-    path = Path(path)
-    tensors, metadata = read_file(path)
+def _checked_metadata(path: Path, metadata: dict[str, str], shapes: dict[str, tuple[int, ...]]) -> _Checked:
+    """The metadata, parsed within bounds and checked against the tensors' shapes in the header."""
     if metadata.get("format") != FORMAT:
         raise ModelFileError(path, "no fmnist metadata: not an fmnist model file")
     missing = [key for key in REQUIRED if key not in metadata]
     if missing:
         raise ModelFileError(path, f"metadata is missing {', '.join(missing)}")
     if metadata["format_version"] != str(FORMAT_VERSION):
-        raise ModelFileError(path, f"format version {metadata['format_version']} is not supported (this fmnist reads {FORMAT_VERSION})")
-    architecture = _json_field(path, metadata, "architecture", dict)
-    classes = _json_field(path, metadata, "classes", list)
-    if len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise ModelFileError(path, "metadata 'classes' must be a list of at least two names")
-    input_shape = _json_field(path, metadata, "input_shape", list)
-    if input_shape != INPUT_SHAPE:
-        raise ModelFileError(path, f"input shape {input_shape} is not supported (fmnist models take {INPUT_SHAPE})")
-    config = _json_field(path, metadata, "config", dict, default={})
-    metrics = _json_field(path, metadata, "metrics", dict, default={})
-    image_spec = image_spec_from(path, _json_field(path, metadata, "preprocessing", dict, default={}))
-    weights = {key: value for key, value in tensors.items() if not key.startswith("extra.")}
-    if _tensors_digest(weights) != metadata["weights_sha256"]:
-        raise ModelFileError(path, "weights do not match their recorded SHA-256: the file was altered after saving")
+        raise ModelFileError(path, f"format version {brief(metadata['format_version'])} is not supported "
+                                   f"(this fmnist reads {FORMAT_VERSION})")
+    # The rule for files written before CONTENT_KEY existed: their weights are checked by
+    # weights_sha256 alone, and their metadata, unprotected, by the same checks as everyone's.
+    if CONTENT_KEY in metadata and metadata[CONTENT_KEY] != content_digest(metadata):
+        raise ModelFileError(path, "metadata do not match their recorded SHA-256: the file was altered after saving")
+    fields = {
+        "architecture": json_field(path, metadata, "architecture", dict),
+        "classes": json_field(path, metadata, "classes", list),
+        "input_shape": json_field(path, metadata, "input_shape", list),
+        "config": json_field(path, metadata, "config", dict, default={}),
+        "metrics": json_field(path, metadata, "metrics", dict, default={}),
+        "image_spec": checked_image_spec(path, json_field(path, metadata, "preprocessing", dict, default={})),
+        "version": metadata.get("fmnist_version", "")[:100],
+        "path": path,
+    }
+    extras = {key[len("extra."):]: json_field(path, metadata, key) for key in metadata if key.startswith("extra.")}
+    if fields["input_shape"] != INPUT_SHAPE:
+        raise ModelFileError(path, f"input shape {brief(fields['input_shape'])} is not supported "
+                                   f"(fmnist models take {INPUT_SHAPE})")
+    checked_classes(path, fields["classes"], None)
+    outputs = _check_architecture(path, fields["architecture"], shapes)
+    checked_classes(path, fields["classes"], outputs)
+    return _Checked(fields, extras, {})
+
+
+def _check_architecture(path: Path, architecture: dict, shapes: dict[str, tuple[int, ...]]) -> int:
+    """Build the architecture on the meta device (no memory), refuse it over the size bounds or when
+    its tensors differ from the file's in name or shape; its output width (the number of classes)."""
     try:
-        # Building initialises weights from the global RNG; loading must not disturb a caller's
-        # random stream (an exact --resume depends on it), so it draws from a forked one.
-        with torch.random.fork_rng(devices=[]):
-            model = models.build(architecture)
+        skeleton = models.skeleton(architecture)
     except FmnistError as exc:
         raise ModelFileError(path, f"cannot rebuild the architecture ({exc})") from None
-    expected = model.state_dict()
-    unexpected = sorted(set(weights) - set(expected))
-    absent = sorted(set(expected) - set(weights))
+    expected = {key: tuple(tensor.shape) for key, tensor in skeleton.state_dict().items()}
+    weights = {key: shape for key, shape in shapes.items() if not key.startswith("extra.")}
+    unexpected, absent = set(weights) - set(expected), set(expected) - set(weights)
     if unexpected or absent:
         detail = []
         if absent:
-            detail.append(f"missing tensors {', '.join(absent[:3])}")
+            detail.append(f"missing tensors {', '.join(sorted(absent)[:3])}")
         if unexpected:
-            detail.append(f"unexpected tensors {', '.join(unexpected[:3])}")
+            detail.append(f"unexpected tensors {', '.join(brief(key) for key in sorted(unexpected)[:3])}")
         raise ModelFileError(path, f"weights do not fit the architecture: {'; '.join(detail)}")
-    for key, tensor in weights.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise ModelFileError(
-                path,
-                f"tensor {key!r} has shape {tuple(tensor.shape)}, the architecture expects {tuple(expected[key].shape)}",
-            )
-    model.load_state_dict(weights)
-    model.to(device).eval()
-    return ModelFile(
-        model=model,
-        architecture=architecture,
-        classes=classes,
-        input_shape=input_shape,
-        config=config,
-        metrics=metrics,
-        version=metadata.get("fmnist_version", ""),
-        path=path,
-        image_spec=image_spec,
-    )
-
-
-def image_spec_from(path: str | Path, preprocessing: dict) -> ImageSpec:
-    """The ImageSpec in a file's `preprocessing` record; Fashion-MNIST's when none was recorded."""
-    values = preprocessing.get("image")
-    if values is None:
-        return FASHION_SPEC
-    if not isinstance(values, dict):
-        raise ModelFileError(path, "metadata 'preprocessing.image' must be a JSON object")
+    for key, shape in weights.items():
+        if shape != expected[key]:
+            raise ModelFileError(path, f"tensor {key!r} has shape {shape}, the architecture expects {expected[key]}")
     try:
-        return ImageSpec.from_dict(values)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(path, f"metadata 'preprocessing.image' is invalid ({exc})") from None
+        with torch.no_grad():
+            logits = skeleton.eval()(torch.zeros((1, *INPUT_SHAPE), dtype=torch.uint8, device="meta"))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ModelFileError(path, f"the architecture does not take {INPUT_SHAPE[1]}x{INPUT_SHAPE[2]} images with "
+                                   f"{INPUT_SHAPE[0]} channel ({one_line(exc)})") from None
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise ModelFileError(path, "the architecture does not return logits (N, classes)")
+    return int(logits.shape[1])
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", warn: bool = True) -> ModelFile:
+    """Rebuild a model from its file alone. The model comes back in eval mode on `device`. Weights
+    that are not finite (NaN, inf) set `finite` False and, with `warn`, give an FmnistWarning."""
+    checked = _read_checked(path)
+    # Building initialises weights from the global RNG; loading must not disturb a caller's random
+    # stream (an exact --resume depends on it), so it draws from a forked one.
+    with torch.random.fork_rng(devices=[]):
+        model = models.build(checked.fields["architecture"])
+    model.load_state_dict(checked.tensors)
+    model.to(device).eval()
+    finite = all(bool(torch.isfinite(tensor).all()) for tensor in checked.tensors.values() if tensor.is_floating_point())
+    loaded = ModelFile(model=model, finite=finite, **checked.fields)
+    if not finite and warn:
+        warnings.warn(FmnistWarning(f"{loaded.path}: the model's weights are not finite (NaN/inf): its scores "
+                                    "mean nothing"), stacklevel=2)
+    return loaded
 
 
 def read_extras(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """The resume state stored beside the weights in a checkpoint (tensors and JSON values)."""
-    tensors, metadata = read_file(path)
-    extra_tensors = {key[len("extra."):]: value for key, value in tensors.items() if key.startswith("extra.")}
-    extra_metadata = {}
-    for key, value in metadata.items():
-        if key.startswith("extra."):
-            try:
-                extra_metadata[key[len("extra."):]] = json.loads(value)
-            except json.JSONDecodeError:
-                raise ModelFileError(path, f"metadata field {key!r} is not valid JSON") from None
-    return extra_tensors, extra_metadata
+    """The resume state stored beside the weights in a checkpoint (tensors and JSON values), read
+    and checked as `load_model` reads a file."""
+    checked = _read_checked(path, extras=True)
+    tensors = {key[len("extra."):]: value for key, value in checked.tensors.items() if key.startswith("extra.")}
+    return tensors, checked.extras

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from fmnist._checks import NUMBER, check_shape
+from fmnist.bounded import NUMBER, BoundsError, check_shape, parse_json
 from fmnist._io import atomic_path, write_text_atomic
 from fmnist.errors import FmnistError
+from fmnist.limits import MAX_JSON_BYTES
 
 CONFIG = "config.yaml"
 HISTORY = "history.csv"
@@ -47,7 +48,6 @@ LOCK = ".lock"  # held (flock) by the process training the run: a second one is 
 # A folder holding one of these is an fmnist output folder that `fmnist report` can redraw.
 OUTPUT_FILES = (HISTORY, CV, EVALUATION, METRICS)
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-MAX_JSON_BYTES = 64 * 2**20  # far above any file fmnist writes (a 5-fold cv.json of 100 epochs: ~200 kB)
 
 # What a redraw relies on in each file (fmnist.report draws from these without further checks).
 _HISTORY_ROW = {"epoch": int, "loss": NUMBER, "accuracy": NUMBER, "val_loss": NUMBER, "val_accuracy": NUMBER}
@@ -84,13 +84,12 @@ def read_json(path: str | Path, schema: Any = None) -> Any:
     path = Path(path)
     if not path.is_file():
         return None
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise FmnistError(f"{path}: {path.stat().st_size:,} bytes, more than any file fmnist writes "
-                          f"({MAX_JSON_BYTES:,}); refused")
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise FmnistError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:200] if str(exc) else 'too deeply nested'})") from None
+        value = parse_json(path.read_text(encoding="utf-8"), MAX_JSON_BYTES)
+    except BoundsError as exc:
+        raise FmnistError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise FmnistError(f"{path}: not valid JSON (not UTF-8 text)") from None
     return value if schema is None else check_shape(path, value, schema)
 
 
@@ -149,7 +148,9 @@ class RunFolder:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the run's lock while working on it: a second process training or resuming the same
-        folder is refused. The lock is the kernel's (flock): it dies with its process, never stale."""
+        folder is refused. The lock is the kernel's (flock): it dies with its process, never stale.
+        A folder this call created is removed again if the work fails before writing anything in it."""
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.path / LOCK, "a+", encoding="utf-8")
         try:
@@ -166,6 +167,11 @@ class RunFolder:
             handle.write(f"{os.getpid()}\n")
             handle.flush()
             yield
+        except BaseException:
+            if created and [entry.name for entry in self.path.iterdir()] == [LOCK]:
+                (self.path / LOCK).unlink()
+                self.path.rmdir()
+            raise
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()

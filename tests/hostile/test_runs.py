@@ -206,3 +206,13 @@ def test_onnx_prediction_is_quiet_with_an_unwritable_home(tmp_path, fashion):
     result = subprocess.run([_fmnist(), "predict", str(out / "model.onnx"), str(tmp_path / "image.png")],
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+@pytest.mark.parametrize("text,problem", [("a: " + "[" * 100 + "]" * 100, "nested deeper than 32 levels"),
+                                          ("a: " + "[" * 5000 + "]" * 5000, "nesting depth"),  # libyaml's own cap
+                                          ("epochs: 1\n" + "x: " * 1 + "y" * (1 << 21), "more than the limit")])
+def test_a_hostile_config_file_is_one_line(tmp_path, small_idx_dir, text, problem):
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    result = run_bounded("train", "--config", config, "--data", small_idx_dir, "--out", tmp_path / "run")
+    assert_refused(result, 2, str(config), problem)

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import inspect
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from fmnist.data.dataset import load_dataset
 from fmnist.engine.config import DEFAULT_LR, TrainConfig
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, FmnistWarning, printable
 
 app = typer.Typer(
     name="fmnist",
@@ -40,17 +41,19 @@ def command(*args, **kwargs):
         @functools.wraps(function)
         def wrapper(*call_args, **call_kwargs):
             try:
-                return function(*call_args, **call_kwargs)
+                with warnings.catch_warnings():
+                    warnings.showwarning = _show_warning
+                    return function(*call_args, **call_kwargs)
             except FmnistError as exc:
                 if state["debug"]:
                     raise
-                typer.echo(f"fmnist: error: {exc}", err=True)
+                typer.echo(printable(f"fmnist: error: {exc}"), err=True)
                 raise typer.Exit(2) from None
             except OSError as exc:  # permission denied, disk full, ...: the user's environment, not a bug
                 if state["debug"]:
                     raise
                 where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-                typer.echo(f"fmnist: error: {where}{exc.strerror or exc}", err=True)
+                typer.echo(printable(f"fmnist: error: {where}{exc.strerror or exc}"), err=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 typer.echo("fmnist: interrupted", err=True)
@@ -59,6 +62,17 @@ def command(*args, **kwargs):
         return app.command(*args, **kwargs)(wrapper)
 
     return decorate
+
+
+_show_python_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """FmnistWarnings as one line on stderr, `fmnist: warning: ...`; others as Python shows them."""
+    if issubclass(category, FmnistWarning):
+        typer.echo(printable(f"fmnist: warning: {message}"), err=True)
+    else:
+        _show_python_warning(message, category, filename, lineno, file, line)
 
 
 def option(kind, flag: str, help: str, *names: str, default: str | None = None):
@@ -156,7 +170,7 @@ def note(quiet: bool):
 
     def log(message: str) -> None:
         if not quiet:
-            typer.echo(f"fmnist: {message}", err=True)
+            typer.echo(printable(f"fmnist: {message}"), err=True)
 
     return log
 

@@ -18,7 +18,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from fmnist.cli._common import DataOption, DeviceOption, QuietOption, command, console, note
 from fmnist.errors import FmnistError
-from fmnist.inference import CHUNK, format_line
+from fmnist.inference import CHUNK, format_error, format_line
 
 
 @command(short_help="The class of each image file or folder.")
@@ -57,7 +57,7 @@ def predict(
 
     def show(prediction) -> None:
         if not prediction.ok:
-            progress.message(f"fmnist: error: {prediction.path}: {prediction.error}")
+            progress.message(format_error(prediction))
         elif not as_json:
             progress.result(format_line(prediction))
 
@@ -69,7 +69,8 @@ def predict(
     if as_json:
         sys.stdout.write(json.dumps([p.as_dict() for p in summary.kept], indent=2) + "\n")
     if summary.report is not None:
-        count = f"{len(summary.kept)} input image{'s' if len(summary.kept) != 1 else ''}"
+        written = sum(prediction.pixels is not None for prediction in summary.kept)  # duplicates have none
+        count = f"{written} input image{'s' if written != 1 else ''}"
         note(quiet)(f"wrote {count}, inputs.png and {summary.report.name} to {show_input}")
     if summary.failed:
         raise typer.Exit(1)
@@ -98,8 +99,7 @@ class _Progress:
 
     def result(self, line: str) -> None:
         sys.stdout.write(line + "\n")
-        if self.live is not None:
-            sys.stdout.flush()
+        sys.stdout.flush()  # into a pipe too: each result is out as soon as it is known
 
     def message(self, line: str) -> None:
         sys.stdout.flush()  # keep stdout and stderr lines in input order on a shared terminal

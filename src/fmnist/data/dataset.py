@@ -13,6 +13,7 @@ import numpy as np
 
 from fmnist.data import formats, sources
 from fmnist.errors import DataError
+from fmnist.limits import MAX_CLASSES_BYTES
 
 FASHION_CLASSES: tuple[str, ...] = (
     "T-shirt/top",
@@ -120,10 +121,10 @@ def canonical_classes(names: list[str]) -> tuple[str, ...]:
 
 def read_classes_file(directory: Path) -> tuple[str, ...] | None:
     path = directory / CLASSES_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = formats.read_file_bytes(path, limit=MAX_CLASSES_BYTES).decode("utf-8")
     except UnicodeDecodeError:
         raise DataError(path, "not UTF-8 text") from None
     names = [line.strip() for line in text.splitlines() if line.strip()]
@@ -165,7 +166,7 @@ def read_source(source: sources.Source) -> Dataset:
 
 
 def _read_idx(source: sources.Source) -> Dataset:
-    contents = {role: formats.read_file_bytes(path) for role, path in source.files.items()}
+    contents = {role: formats.read_idx_bytes(path) for role, path in source.files.items()}
     official = {role: sources.sha256(data) == sources.OFFICIAL_FILES[role][1] for role, data in contents.items()}
     if not source.explicit and not all(official.values()):
         # A copy that claims to be Fashion-MNIST (cache, system package) must be the real thing.

@@ -1,26 +1,30 @@
 """Readers and writers for the three on-disk layouts of MNIST-like data.
 
 - IDX (LeCun's format, raw or gzip-compressed), the official distribution;
-- the Kaggle CSV (`label,pixel1,...,pixel784`, one image a row);
+- the Kaggle CSV (`label,pixel1,...,pixel784`, one image a row; fmnist.data.kaggle_csv);
 - image folders (`<split>/<class>/<any name>.<png|jpg|...>`).
 
 Every reader returns plain numpy arrays and raises `DataError(path, problem)` for bad input,
-so the caller can say which file is wrong and why in one line.
+so the caller can say which file is wrong and why in one line. Every file is read through
+fmnist.data.streams, within the limits of fmnist.limits, before anything of its declared size is
+allocated.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
+import math
 import re
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from fmnist import image_files, images
-from fmnist._io import atomic_path, open_for_reading, write_bytes_atomic
+from fmnist._io import atomic_path, write_bytes_atomic
+from fmnist.data import streams
+from fmnist.data.kaggle_csv import CSV_HEADER, read_kaggle_csv, write_kaggle_csv  # noqa: F401  (re-exported)
 from fmnist.errors import DataError
+from fmnist.limits import MAX_DATA_BYTES, bytes_text
 
 # IDX type codes (third byte of the magic number) → big-endian numpy dtypes.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -32,35 +36,50 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _IDX_CODES = {dtype.newbyteorder(">"): code for code, dtype in IDX_DTYPES.items()}
-GZIP_MAGIC = b"\x1f\x8b"
 
 IMAGE_SIZE = 28
-CSV_HEADER = ["label"] + [f"pixel{i}" for i in range(1, IMAGE_SIZE * IMAGE_SIZE + 1)]
 IMAGE_SUFFIXES = set(image_files.IMAGE_SUFFIXES)
 
 
 # --------------------------------------------------------------------------- IDX
 
 
-def read_file_bytes(path: str | Path) -> bytes:
-    """The file's content, decompressed when it is gzip data (detected by content, not by name)."""
-    path = Path(path)
-    with open_for_reading(path) as handle:
-        raw = handle.read()
-    if not raw:
-        raise DataError(path, "empty file")
-    if raw[:2] != GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except EOFError:
-        raise DataError(path, "truncated gzip data (the download or copy was cut short)") from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise DataError(path, f"corrupt gzip data ({exc})") from None
+def read_file_bytes(path: str | Path, limit: int = MAX_DATA_BYTES) -> bytes:
+    """The file's content, decompressed when it is gzip data (detected by content, not by name);
+    refused once it passes `limit` bytes (see fmnist.limits)."""
+    return streams.read_all(path, limit=limit)
 
 
-def parse_idx(data: bytes, path: str | Path) -> np.ndarray:
-    """Parse IDX bytes into an array with native byte order; checks magic number and sizes."""
+def read_idx_bytes(path: str | Path) -> bytearray:
+    """An IDX file's content (raw or .gz), read only as far as its header says: the size the header
+    declares is checked against the limit before anything is allocated, exactly that many bytes are
+    read into one buffer, and a byte more is an error — a bomb costs its header, not its expansion."""
+    with streams.DataStream(path) as stream:
+        if stream.empty:
+            raise DataError(path, "empty file")
+        head = stream.read(4)
+        if len(head) == 4:
+            head += stream.read(4 * head[3])
+        _, shape, header, expected = idx_header(head, path)
+        content = _allocate(header + expected, path)
+        content[:header] = head
+        actual = stream.readinto(memoryview(content)[header:])
+        if actual < expected:
+            raise DataError(path, f"truncated: header says shape {_shape_text(shape)} ({expected} bytes), "
+                                  f"file holds {actual}")
+        extra = len(stream.read(_TRAILING_SHOWN))
+        if extra:
+            count = f"{extra}" if extra < _TRAILING_SHOWN else f"more than {_TRAILING_SHOWN - 1}"
+            raise DataError(path, f"{count} unexpected bytes after the data of shape {_shape_text(shape)}")
+    return content
+
+
+_TRAILING_SHOWN = 1 << 16  # trailing bytes counted exactly up to here; beyond, "more than"
+
+
+def idx_header(data: bytes, path: str | Path) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """(dtype, shape, header length, data bytes) from the start of IDX content; every bad header,
+    and one that declares more than MAX_DATA_BYTES, is a one-line DataError."""
     if len(data) < 4:
         raise DataError(path, f"too short for an IDX header ({len(data)} bytes)")
     # The magic number is 0x00 0x00, a data type byte, the number of dimensions: each byte checked
@@ -83,21 +102,47 @@ def parse_idx(data: bytes, path: str | Path) -> np.ndarray:
     if len(data) < header:
         raise DataError(path, f"truncated IDX header: {ndim} dimensions need {header} bytes")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python integers: 255 dimensions of 2**32 - 1 do not overflow
+    # An empty array still needs dimensions numpy can index: (0, 2**31, 2**31) is refused as well.
+    extent = math.prod(max(n, 1) for n in shape) * dtype.itemsize
+    if extent > MAX_DATA_BYTES:
+        size = f"{extent:,}" if extent < 10**24 else f"about 10^{len(str(extent // 10**24)) + 23}"
+        size = size if expected else f"0, but its other dimensions span {size}"
+        raise DataError(path, f"header declares shape {_shape_text(shape)} = {size} bytes of data "
+                              f"(the limit is {bytes_text(MAX_DATA_BYTES)}); refused before reading it")
+    return dtype, shape, header, expected
+
+
+def parse_idx(data: bytes | bytearray, path: str | Path) -> np.ndarray:
+    """Parse IDX bytes into an array with native byte order; checks magic number and sizes."""
+    dtype, shape, header, expected = idx_header(data, path)
     actual = len(data) - header
     if actual < expected:
         raise DataError(
-            path, f"truncated: header says shape {shape} ({expected} bytes), file holds {actual}"
+            path, f"truncated: header says shape {_shape_text(shape)} ({expected} bytes), file holds {actual}"
         )
     if actual > expected:
-        raise DataError(path, f"{actual - expected} unexpected bytes after the data of shape {shape}")
-    array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header)
-    return array.reshape(shape).astype(dtype.newbyteorder("="), copy=True)
+        raise DataError(path, f"{actual - expected} unexpected bytes after the data of shape {_shape_text(shape)}")
+    array = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize, offset=header).reshape(shape)
+    # A buffer read for this call (read_idx_bytes) is used in place when no byte swap is needed.
+    in_place = isinstance(data, bytearray) and dtype.isnative
+    return array.astype(dtype.newbyteorder("="), copy=not in_place)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return str(shape) if len(shape) <= 6 else f"({', '.join(map(str, shape[:4]))}, ... {len(shape)} dimensions)"
+
+
+def _allocate(size: int, path: str | Path) -> bytearray:
+    try:
+        return bytearray(size)
+    except MemoryError:
+        raise DataError(path, f"not enough memory to read its {size:,} bytes") from None
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (raw or .gz)."""
-    return parse_idx(read_file_bytes(path), path)
+    return parse_idx(read_idx_bytes(path), path)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -119,81 +164,6 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     if str(path).endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)  # mtime=0: same bytes every time
     write_bytes_atomic(path, data)
-
-
-# --------------------------------------------------------------------------- Kaggle CSV
-
-
-def read_kaggle_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a Kaggle Fashion-MNIST CSV: header `label,pixel1..pixel784`, one image per row.
-
-    Returns images uint8 (N, 28, 28) and labels int64 (N,). Labels are checked by the Dataset.
-    """
-    path = Path(path)
-    text = read_file_bytes(path)
-    first_newline = text.find(b"\n")
-    header_line = (text if first_newline < 0 else text[:first_newline]).decode("utf-8", "replace")
-    header = [column.strip().strip('"') for column in header_line.strip().lstrip("\ufeff").split(",")]
-    if header != CSV_HEADER:
-        missing = [c for c in CSV_HEADER if c not in header]
-        unknown = [c for c in header if c not in CSV_HEADER]
-        detail = []
-        if missing:
-            detail.append(f"missing column{'s' if len(missing) > 1 else ''} {_few(missing)}")
-        if unknown:
-            detail.append(f"unknown column{'s' if len(unknown) > 1 else ''} {_few(unknown)}")
-        if not detail:
-            detail.append("columns out of order")
-        raise DataError(path, f"bad CSV header ({'; '.join(detail)}); expected label,pixel1,...,pixel784")
-    body = text[first_newline + 1 :] if first_newline >= 0 else b""
-    if not body.strip():
-        raise DataError(path, "no data rows after the header")
-    try:
-        # Fast path: numpy's C parser. ndmin=2 keeps a one-row file two-dimensional.
-        table = np.loadtxt(io.StringIO(body.decode("utf-8")), delimiter=",", dtype=np.int64, ndmin=2)
-    except (ValueError, UnicodeDecodeError):
-        _diagnose_csv_rows(path, body)
-        raise  # _diagnose_csv_rows always raises; this keeps type checkers honest
-    pixels = table[:, 1:]
-    bad = np.argwhere((pixels < 0) | (pixels > 255))
-    if len(bad):
-        row, column = bad[0]
-        raise DataError(
-            path,
-            f"line {row + 2}: pixel{column + 1} = {pixels[row, column]} is outside 0-255",
-        )
-    images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-    return images, table[:, 0].copy()
-
-
-def _diagnose_csv_rows(path: Path, body: bytes) -> None:
-    """Find the first malformed row, for an error message that names line and column."""
-    for line_number, line in enumerate(body.decode("utf-8", "replace").splitlines(), start=2):
-        if not line.strip():
-            continue
-        fields = line.split(",")
-        if len(fields) != len(CSV_HEADER):
-            raise DataError(path, f"line {line_number}: {len(fields)} values, expected {len(CSV_HEADER)}")
-        for column, field in zip(CSV_HEADER, fields):
-            try:
-                value = int(field)
-            except ValueError:
-                raise DataError(path, f"line {line_number}: {column} = {field.strip()!r} is not an integer") from None
-            if not -(2**63) <= value < 2**63:
-                raise DataError(path, f"line {line_number}: {column} = {field.strip()} is out of range")
-    raise DataError(path, "unreadable CSV data")
-
-
-def write_kaggle_csv(path: str | Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write images (N, 28, 28) uint8 and labels (N,) as a Kaggle-style CSV, atomically."""
-    table = np.column_stack([np.asarray(labels).reshape(-1), np.asarray(images).reshape(len(labels), -1)])
-    with atomic_path(path) as tmp:
-        np.savetxt(tmp, table, fmt="%d", delimiter=",", header=",".join(CSV_HEADER), comments="")
-
-
-def _few(items: list[str], limit: int = 3) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
 
 
 # --------------------------------------------------------------------------- image folders

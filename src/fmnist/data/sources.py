@@ -8,19 +8,20 @@ change when a packager recompresses them (Debian's .gz files differ from Zalando
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
+import io
 import os
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fmnist._io import write_bytes_atomic
+from fmnist._io import too_large, write_bytes_atomic
+from fmnist.data import streams
 from fmnist.errors import DataError
+from fmnist.limits import MAX_DATA_BYTES
 
 # role → (standard file name, SHA-256 of the uncompressed IDX content).
 # Computed from Debian's dataset-fashion-mnist 0.0~git20200523 files; the same digests are
@@ -95,9 +96,15 @@ def _idx_file(directory: Path, name: str) -> Path | None:
     # The original MNIST site also spelled the names with a dot: train-images.idx3-ubyte.
     dotted = name.replace("-idx", ".idx")
     for candidate in (name, name + ".gz", dotted, dotted + ".gz"):
-        if (directory / candidate).is_file():
+        if _present(directory / candidate):
             return directory / candidate
     return None
+
+
+def _present(path: Path) -> bool:
+    """There, and not a folder: a FIFO or device under a data file's name is found, so that reading it
+    says what it is (fmnist reads regular files only) instead of calling the file missing."""
+    return path.exists() and not path.is_dir()
 
 
 def find_layout(kind: str, directory: Path) -> Source | None:
@@ -117,7 +124,7 @@ def find_layout(kind: str, directory: Path) -> Source | None:
             missing = [OFFICIAL_FILES[role][0] for role, path in found.items() if path is None]
             raise DataError(folder, f"incomplete IDX set: missing {', '.join(m + '[.gz]' for m in missing)}")
     for train_name, test_name in CSV_NAMES:
-        if (directory / train_name).is_file() and (directory / test_name).is_file():
+        if _present(directory / train_name) and _present(directory / test_name):
             return Source(kind, "csv", directory, {"train": directory / train_name, "test": directory / test_name})
     if (directory / "train").is_dir() and (directory / "test").is_dir():
         return Source(kind, "folders", directory, {"train": directory / "train", "test": directory / "test"})
@@ -182,7 +189,7 @@ def download(
     files: dict[str, Path] = {}
     for role, (name, expected) in OFFICIAL_FILES.items():
         target = destination / name
-        if target.is_file() and sha256(target.read_bytes()) == expected:
+        if target.is_file() and sha256(streams.read_all(target)) == expected:
             files[role] = target
             continue
         problems = []
@@ -214,7 +221,7 @@ def download(
 
 
 def _fetch_gunzip(url: str, timeout: float, progress, name: str) -> bytes:
-    """Fetch `url` into memory (at most ~26 MB) and return its gunzipped content.
+    """Fetch `url` into memory (~26 MB; at most MAX_DATA_BYTES) and return its gunzipped content.
 
     Nothing touches the disk until the content is verified, so an interrupted or wrong
     download can never leave a partial file in the cache.
@@ -227,6 +234,8 @@ def _fetch_gunzip(url: str, timeout: float, progress, name: str) -> bytes:
             total = int(total) if total and total.isdigit() else None
             while chunk := response.read(1 << 20):
                 buffer += chunk
+                if len(buffer) > MAX_DATA_BYTES:
+                    raise DataError(url, too_large("download", None, MAX_DATA_BYTES, "given up"))
                 if progress:
                     progress(name, len(buffer), total)
     except urllib.error.HTTPError as exc:
@@ -239,7 +248,9 @@ def _fetch_gunzip(url: str, timeout: float, progress, name: str) -> bytes:
         raise DataError(url, f"not a usable URL ({exc})") from None
     if total is not None and len(buffer) != total:
         raise DataError(url, f"download cut short ({len(buffer)} of {total} bytes)")
+    if buffer[:2] != streams.GZIP_MAGIC:
+        raise DataError(url, "not valid gzip data (no gzip header)")
     try:
-        return gzip.decompress(bytes(buffer))
-    except (EOFError, OSError, zlib.error) as exc:
-        raise DataError(url, f"not valid gzip data ({exc})") from None
+        return streams.read_all(io.BytesIO(buffer), name=url)  # decompressed within MAX_DATA_BYTES
+    except DataError as exc:
+        raise DataError(url, f"not valid gzip data ({exc.problem})") from None

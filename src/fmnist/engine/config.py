@@ -14,16 +14,17 @@ from typing import Any
 
 import yaml
 
+from fmnist.bounded import BoundsError, parse_yaml
 from fmnist.device import PRECISIONS
 from fmnist.engine.augment import AUGMENTS
 from fmnist.engine.recipes import RECIPES, recipe_values
 from fmnist.errors import FmnistError
+from fmnist.limits import MAX_CONFIG_BYTES, MAX_SEED
 from fmnist.runfolder import RunFolder
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "time-decay", "step", "cosine", "onecycle", "linear")
 CHECKPOINTS = ("best", "every", "none")
-MAX_SEED = 2**31 - 1
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}  # SGD: write-up 000; Adam: Keras's default
 
 
@@ -181,11 +182,13 @@ def load_config_file(path: str | Path) -> dict:
     or a run folder's config.yaml. The one place fmnist reads YAML configs."""
     path = Path(path)
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = parse_yaml(path.read_text(encoding="utf-8"), MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid YAML (not UTF-8 text)") from None
+    except BoundsError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):

@@ -13,7 +13,7 @@
 
 from fmnist.inference.inputs import CHUNK, expand_inputs
 from fmnist.inference.predict import iter_predictions, predict
-from fmnist.inference.records import STDIN, Prediction, format_line, input_names
+from fmnist.inference.records import STDIN, Prediction, format_error, format_line, input_names
 from fmnist.inference.runtimes import (
     ONNX_FORMAT,
     ONNX_INPUT,
@@ -38,6 +38,7 @@ __all__ = [
     "Predictor",
     "TorchPredictor",
     "expand_inputs",
+    "format_error",
     "format_line",
     "input_names",
     "iter_predictions",

@@ -17,7 +17,7 @@ from fmnist.errors import DataError, FmnistError
 from fmnist.image_spec import FASHION_SPEC, ImageSpec
 from fmnist.inference.records import STDIN
 
-CHUNK = 1024  # images decoded and predicted together; results stream out chunk by chunk
+CHUNK = 1024  # images decoded and predicted together at most; results stream out chunk by chunk
 
 
 @dataclass
@@ -25,20 +25,28 @@ class InputItem:
     """One input to predict, before it is decoded."""
 
     name: str | None  # what records and errors call it
-    source: Any  # a path, bytes, a PIL image, ready (K, S, S) uint8 images, or an error message
-    kind: str  # file | stdin | bytes | image | batch | error
+    source: Any  # a path, bytes, a PIL image, ready (K, S, S) uint8 images, an error message, the first name
+    kind: str  # file | stdin | bytes | image | batch | error | duplicate | pause
 
     @property
     def count(self) -> int:
-        return len(self.source) if self.kind == "batch" else 1
+        return len(self.source) if self.kind == "batch" else 0 if self.kind == "pause" else 1
+
+
+# Before an input that may take a while to arrive (a folder to search, standard input): what is ready
+# is predicted and handed on first.
+PAUSE = InputItem(None, None, "pause")
 
 
 def expand_inputs(inputs, spec: ImageSpec = FASHION_SPEC) -> Iterator[InputItem]:
-    """Every input as an item, directories expanded (recursively, in natural order)."""
+    """Every input as an item, directories expanded (recursively, in natural order). A file reached
+    again in one call (named twice, a link, a hard link, two folders that overlap) is a `duplicate`
+    item naming the first path: every real file is predicted once."""
     from PIL import Image  # Pillow on first use: `import fmnist` stays light
 
     if isinstance(inputs, (str, os.PathLike, bytes, np.ndarray, Image.Image)):
         inputs = [inputs]
+    seen: dict[tuple[int, int], str] = {}  # (device, inode) → the first path that reached the file
     for entry in inputs:
         if isinstance(entry, np.ndarray):
             yield from _array_items(entry, spec)
@@ -49,15 +57,32 @@ def expand_inputs(inputs, spec: ImageSpec = FASHION_SPEC) -> Iterator[InputItem]
         elif isinstance(entry, (str, os.PathLike)):
             name = os.fspath(entry)
             if name == STDIN:
+                yield PAUSE
                 yield InputItem(STDIN, None, "stdin")
             elif not name:
                 yield InputItem(name, "empty path", "error")  # Path("") would mean the current folder
             elif Path(name).is_dir():
-                yield from _directory_items(name)
+                yield PAUSE
+                yield from (_once(item, seen) for item in _directory_items(name))
             else:
-                yield InputItem(name, Path(name), "file")
+                yield _once(InputItem(name, Path(name), "file"), seen)
         else:
             raise FmnistError(f"inputs: expected paths, PIL images, bytes or uint8 arrays, got {type(entry).__name__}")
+
+
+def _once(item: InputItem, seen: dict[tuple[int, int], str]) -> InputItem:
+    """A file item, or a duplicate item when its file was reached before in this call."""
+    if item.kind != "file":
+        return item
+    try:
+        status = os.stat(item.source)
+    except OSError:  # missing, unreadable: reading it says why
+        return item
+    key = (status.st_dev, status.st_ino)
+    if key in seen:
+        return InputItem(item.name, seen[key], "duplicate")
+    seen[key] = item.name
+    return item
 
 
 def _directory_items(name: str) -> Iterator[InputItem]:
@@ -105,8 +130,8 @@ def prepare_item(item: InputItem, spec: ImageSpec, invert: str) -> tuple[np.ndar
     if item.kind == "image":
         with images.converting("<image>"):
             prepared = images.prepare(item.source, spec, invert)
-    elif item.kind == "stdin":
-        prepared = images.load(sys.stdin.buffer.read(), spec, invert, name="<stdin>")
+    elif item.kind == "stdin":  # read within the image byte limit, like a file
+        prepared = images.load(sys.stdin.buffer, spec, invert, name="<stdin>")
     elif item.kind == "bytes":
         prepared = images.load(item.source, spec, invert, name="<bytes>")
     else:

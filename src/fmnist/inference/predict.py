@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -12,6 +13,13 @@ from fmnist.image_spec import ImageSpec
 from fmnist.inference.inputs import CHUNK, InputItem, expand_inputs, prepare_item
 from fmnist.inference.records import Prediction
 from fmnist.inference.runtimes import load_predictor
+
+# How long a chunk of decoded files may wait for more before it is predicted: a result shows within
+# about this long of its file being read (plus the next file's decoding). Small PNGs (1,000-2,000 a
+# second here) still fill chunks of about 1,000: measured on 2,000 PNG files on the shared 2-core
+# machine, 1 s cost nothing against chunks of 1,024 alone (2.1 model calls a run against 2.0), while
+# 0.5 s and 0.2 s cost 10 % and 40 % (onnxruntime's threads wake slowly on a busy machine).
+FLUSH_SECONDS = 1.0
 
 
 def iter_predictions(
@@ -33,34 +41,49 @@ def iter_predictions(
         raise FmnistError(f"on_error must be raise or record, got {on_error!r}")
     predictor = load_predictor(model, device=device, batch_size=batch_size)
     spec = predictor.image_spec
-    items = expand_inputs(inputs, spec)
     # Files are decoded one after another: measured on two cores, decoding threads gained nothing on
     # photos (the work holds the GIL more than it releases it) and lost a third on small PNGs.
-    while True:
-        chunk = _take(items, CHUNK)
-        if not chunk:
-            return
-        prepared = [_attempt(item, spec, invert) for item in chunk]
-        # Every readable input's pixels, stacked once: (M, S, S); a lone array slice is used as it is.
-        parts = [pixels if item.kind == "batch" else pixels[None]
-                 for item, (pixels, _, _) in zip(chunk, prepared) if pixels is not None]
-        stacked = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else None
-        ranked = _rank(predictor.probabilities(stacked), top_k) if parts else None
-        row = 0
-        for item, (pixels, info, error) in zip(chunk, prepared):
-            if error is not None:
-                if on_error == "raise":
-                    raise error
-                yield Prediction(item.name, None, None, None, error=error.problem)
-            elif item.kind == "batch":
-                for image in pixels:
-                    yield _record(None, ranked, row, predictor.classes, None, image)
-                    row += 1
-            else:
-                yield _record(item.name, ranked, row, predictor.classes, info, pixels)
-                row += 1
+    pending: list[tuple[InputItem, tuple]] = []
+    count, started = 0, 0.0
+    for item in expand_inputs(inputs, spec):
+        if item.kind != "pause":
+            started = started or time.monotonic()  # before the first file is read: it may be the slow one
+            pending.append((item, _attempt(item, spec, invert)))
+            count += item.count
+        # A chunk goes to the model when it is full, when it has waited FLUSH_SECONDS (slow files: each
+        # result shows soon after its file is read), or before an input that may be slow to arrive.
+        if pending and (count >= CHUNK or item.kind == "pause" or time.monotonic() - started >= FLUSH_SECONDS):
+            yield from _predicted(pending, predictor, top_k, on_error)
+            if progress is not None:
+                progress(count)
+            pending, count, started = [], 0, 0.0
+    if pending:
+        yield from _predicted(pending, predictor, top_k, on_error)
         if progress is not None:
-            progress(sum(item.count for item in chunk))
+            progress(count)
+
+
+def _predicted(chunk: list[tuple[InputItem, tuple]], predictor, top_k: int, on_error: str) -> Iterator[Prediction]:
+    """The records of a chunk of prepared items, in order: every readable input's pixels stacked once
+    (M, S, S) and predicted together (a lone array slice is used as it is)."""
+    parts = [pixels if item.kind == "batch" else pixels[None] for item, (pixels, _, _) in chunk if pixels is not None]
+    stacked = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else None
+    ranked = _rank(predictor.probabilities(stacked), top_k) if parts else None
+    row = 0
+    for item, (pixels, info, error) in chunk:
+        if item.kind == "duplicate":
+            yield Prediction(item.name, None, None, None, duplicate_of=item.source)
+        elif error is not None:
+            if on_error == "raise":
+                raise error
+            yield Prediction(item.name, None, None, None, error=error.problem)
+        elif item.kind == "batch":
+            for image in pixels:
+                yield _record(None, ranked, row, predictor.classes, None, image)
+                row += 1
+        else:
+            yield _record(item.name, ranked, row, predictor.classes, info, pixels)
+            row += 1
 
 
 def predict(model, inputs, top_k: int = 3, invert: str = "auto", on_error: str = "raise",
@@ -80,18 +103,9 @@ def predict(model, inputs, top_k: int = 3, invert: str = "auto", on_error: str =
                                  device=device, batch_size=batch_size))
 
 
-def _take(items: Iterator[InputItem], count: int) -> list[InputItem]:
-    """The next items, up to `count` images in all (an array slice counts as its images)."""
-    chunk, images_in_chunk = [], 0
-    for item in items:
-        chunk.append(item)
-        images_in_chunk += item.count
-        if images_in_chunk >= count:
-            break
-    return chunk
-
-
 def _attempt(item: InputItem, spec: ImageSpec, invert: str):
+    if item.kind == "duplicate":
+        return None, None, None
     try:
         pixels, info = prepare_item(item, spec, invert)
         return pixels, info, None

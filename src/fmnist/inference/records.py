@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from fmnist.errors import printable
+
 STDIN = "-"
 
 
@@ -24,6 +26,7 @@ class Prediction:
     input: dict | None = None  # how the image was prepared (fmnist.images.PreparedImage.info); None for arrays
     error: str | None = None  # why this input could not be predicted
     pixels: np.ndarray | None = field(default=None, repr=False)  # (28, 28) uint8: what the model saw
+    duplicate_of: str | None = None  # the same file was reached before under this path: see its record
 
     @property
     def ok(self) -> bool:
@@ -35,21 +38,33 @@ class Prediction:
         if self.error is not None:
             record["error"] = self.error
             return record
+        if self.duplicate_of is not None:
+            record["duplicate_of"] = self.duplicate_of
+            return record
         record.update(label=self.label, index=self.index, probability=self.probability, top_k=self.top_k)
         if self.input is not None:
             record["input"] = self.input
         return record
 
 
-
 def format_line(prediction: Prediction) -> str:
-    """`shirt.jpg: Pullover (2) 97.3%  top-3: Pullover 97.3%, Shirt 1.9%, Coat 0.4%`"""
-    name = prediction.path if prediction.path is not None else "<image>"
+    """`shirt.jpg: Pullover (2) 97.3%  top-3: Pullover 97.3%, Shirt 1.9%, Coat 0.4%`, one line: control
+    characters in a file name are escaped (fmnist.errors.printable)."""
+    name = printable(prediction.path if prediction.path is not None else "<image>")
+    if prediction.duplicate_of is not None:
+        return f"{name}: the same file as {printable(prediction.duplicate_of)} (predicted once, above)"
     line = f"{name}: {prediction.label} ({prediction.index}) {prediction.probability:.1%}"
     if len(prediction.top_k) > 1:
         ranked = ", ".join(f"{entry['label']} {entry['probability']:.1%}" for entry in prediction.top_k)
         line += f"  top-{len(prediction.top_k)}: {ranked}"
+    if (prediction.input or {}).get("empty"):
+        line += "  (blank: nothing stands out from the background)"
     return line
+
+
+def format_error(prediction: Prediction) -> str:
+    """`fmnist: error: broken.jpg: truncated or corrupt image (...)`, one line (see format_line)."""
+    return printable(f"fmnist: error: {prediction.path}: {prediction.error}")
 
 
 def input_names(predictions: Iterable[Prediction]) -> list[str]:

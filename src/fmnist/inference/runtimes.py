@@ -5,15 +5,16 @@ path starts fast and runs where torch is not installed.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from fmnist._io import silenced_stderr
+from fmnist.bounded import brief, one_line
 from fmnist.errors import FmnistError, ModelFileError
-from fmnist.image_spec import FASHION_SPEC, ImageSpec
+from fmnist.image_spec import ImageSpec
+from fmnist.model_metadata import checked_classes, checked_file, checked_image_spec, json_field
 
 ONNX_FORMAT = "fmnist.onnx"  # the `format` metadata of an ONNX file written by `fmnist export`
 ONNX_INPUT, ONNX_LOGITS, ONNX_PROBABILITIES = "pixels", "logits", "probabilities"
@@ -87,12 +88,16 @@ class TorchPredictor(Predictor):
 
 
 class OnnxPredictor(Predictor):
-    """An `.onnx` file written by `fmnist export`, run by onnxruntime (torch is not imported)."""
+    """An `.onnx` file written by `fmnist export`, run by onnxruntime (torch is not imported).
+
+    The file may come from anyone: its metadata is read within bounds (fmnist.model_metadata), its
+    graph must take uint8 `pixels` (N, 1, S, S), S the image size, and give float `logits` (N, C),
+    one per class name, and one image is run through it before it is accepted."""
 
     runtime = "onnxruntime"
 
     def __init__(self, path: str | Path, device: str = "auto", batch_size: int | None = None):
-        path = ModelFileError.require_file(path)
+        path = checked_file(path)
         try:
             with silenced_stderr():  # its import warns on stderr when the home folder is not writable
                 import onnxruntime  # an optional dependency (the onnx extra)
@@ -108,30 +113,46 @@ class OnnxPredictor(Predictor):
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ModelFileError(path, f"not a valid ONNX model ({message[:200]})") from None
+            raise ModelFileError(path, f"not a valid ONNX model ({one_line(exc)})") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
         if metadata.get("format") != ONNX_FORMAT:
             raise ModelFileError(path, "no fmnist metadata: not an ONNX file written by `fmnist export`")
-        try:
-            self.classes = json.loads(metadata["classes"])
-            preprocessing = json.loads(metadata.get("preprocessing", "{}"))
-            self.image_spec = ImageSpec.from_dict(preprocessing["image"]) if "image" in preprocessing else FASHION_SPEC
-            self.metadata = {key: json.loads(value) if key in ("architecture", "config", "metrics") else value
-                             for key, value in metadata.items()}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(path, f"fmnist metadata is incomplete or invalid ({exc})") from None
-        if not (isinstance(self.classes, list) and len(self.classes) >= 2 and all(isinstance(c, str) for c in self.classes)):
-            raise ModelFileError(path, "metadata 'classes' must be a list of at least two names")
-        inputs = {item.name: item for item in self.session.get_inputs()}
-        if ONNX_INPUT not in inputs or inputs[ONNX_INPUT].type != "tensor(uint8)":
-            raise ModelFileError(path, f"expected a uint8 input named {ONNX_INPUT!r}")
+        self.classes = checked_classes(path, json_field(path, metadata, "classes", list), None)
+        self.image_spec = checked_image_spec(path, json_field(path, metadata, "preprocessing", dict, default={}))
+        self.metadata = {key: json_field(path, metadata, key) if key in ("architecture", "config", "metrics") else value
+                         for key, value in metadata.items()}
         self.path = path
         self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
         self.batch_size = batch_size or 64  # measured: small batches stay in cache (52k images/s at 64, 37k at 1024)
+        self._check_graph(self.image_spec.size, len(self.classes))
+
+    def _check_graph(self, size: int, classes: int) -> None:
+        """The graph's input is uint8 `pixels` (N, 1, size, size) with a free N, its output float `logits`
+        (N, classes); one black image goes through it, and must come out as (1, classes)."""
+        inputs, outputs = self.session.get_inputs(), {item.name: item for item in self.session.get_outputs()}
+        expected = f"one uint8 input {ONNX_INPUT!r} of shape (N, 1, {size}, {size})"
+        if len(inputs) != 1 or inputs[0].name != ONNX_INPUT or inputs[0].type != "tensor(uint8)":
+            found = ", ".join(f"{brief(item.name)} {item.type}" for item in inputs[:3])
+            raise ModelFileError(self.path, f"expected {expected}, found {found or 'no input'}")
+        shape = list(inputs[0].shape)
+        if len(shape) != 4 or isinstance(shape[0], int) or shape[1:] != [1, size, size]:
+            raise ModelFileError(self.path, f"expected {expected}, found shape ({', '.join(map(str, shape))})")
+        if ONNX_LOGITS not in outputs or outputs[ONNX_LOGITS].type != "tensor(float)":
+            raise ModelFileError(self.path, f"expected a float output {ONNX_LOGITS!r} (N, {classes}), found "
+                                            f"{', '.join(brief(name) for name in list(outputs)[:3]) or 'none'}")
+        width = outputs[ONNX_LOGITS].shape[-1] if len(outputs[ONNX_LOGITS].shape) == 2 else None
+        if isinstance(width, int):  # a named (free) width is checked on the black image below
+            checked_classes(self.path, self.classes, width)
+        self._run(np.zeros((1, size, size), dtype=np.uint8))
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:
-        logits = self.session.run([ONNX_LOGITS], {ONNX_INPUT: pixels[:, None]})[0]  # (B, 1, S, S) → (B, C)
+        try:
+            logits = self.session.run([ONNX_LOGITS], {ONNX_INPUT: pixels[:, None]})[0]  # (B, 1, S, S) → (B, C)
+        except Exception as exc:  # onnxruntime's own exception types: a graph that cannot run these inputs
+            raise ModelFileError(self.path, f"onnxruntime cannot run the model ({one_line(exc)})") from None
+        if np.shape(logits) != (len(pixels), len(self.classes)):
+            raise ModelFileError(self.path, f"the model's {ONNX_LOGITS!r} have shape {np.shape(logits)}, expected "
+                                            f"({len(pixels)}, {len(self.classes)}): one per class name")
         return np.asarray(logits, dtype=np.float32)
 
 

@@ -14,17 +14,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
+from fmnist.bounded import listing
 from fmnist.errors import FmnistError
 from fmnist.models import writeups as _writeups  # noqa: F401  (registers the write-ups' models)
 from fmnist.models.fast import single_view  # (importing it registers fmnist's own fast models)
-from fmnist.models.registry import check_arguments, create, describe, names, register
+from fmnist.models.registry import check_arguments, check_counts, create, describe, names, register
 from fmnist.models.spec import (
     DEFAULT_SPEC,
+    MAX_ACTIVATION_BYTES,
+    MAX_PARAMETERS,
     SpecError,
     build_from_spec,
     load_spec,
+    spec_footprint,
     spec_num_classes,
     validate_spec,
 )
@@ -32,6 +37,8 @@ from fmnist.models.summary import ModelSummary, format_summary, keras_param_coun
 
 __all__ = [
     "DEFAULT_SPEC",
+    "MAX_ACTIVATION_BYTES",
+    "MAX_PARAMETERS",
     "ModelSummary",
     "SpecError",
     "architecture_for",
@@ -45,6 +52,8 @@ __all__ = [
     "names",
     "register",
     "single_view",
+    "skeleton",
+    "spec_footprint",
     "summarize",
     "validate_spec",
 ]
@@ -85,13 +94,30 @@ def architecture_for(name: str | None = None, spec: Mapping | None = None, num_c
 def build(architecture: Mapping) -> nn.Module:
     """A fresh model from `{"name": NAME, "kwargs": {...}}` or `{"spec": {...}, "kwargs": {...}}`.
 
-    `kwargs` is optional. Weights come from torch's global RNG; load saved weights afterwards.
+    `kwargs` is optional. Weights come from torch's global RNG; load saved weights afterwards. The
+    architecture's size is checked first (`skeleton`), so one over the bounds is never allocated.
     """
+    skeleton(architecture)
+    return _construct(architecture)
+
+
+def skeleton(architecture: Mapping) -> nn.Module:
+    """The model `architecture` describes on PyTorch's meta device: every shape, no memory and no random
+    numbers drawn. An architecture over MAX_PARAMETERS (counted as Keras counts) is refused."""
+    with torch.device("meta"):
+        model = _construct(architecture)
+    total = keras_param_counts(model)[0]
+    if total > MAX_PARAMETERS:
+        raise FmnistError(f"architecture: {total:,} parameters, more than the limit of {MAX_PARAMETERS:,}")
+    return model
+
+
+def _construct(architecture: Mapping) -> nn.Module:
     if not isinstance(architecture, Mapping):
         raise FmnistError(f"architecture: expected a mapping, got {type(architecture).__name__}")
-    unknown = sorted(set(architecture) - {"name", "spec", "kwargs"})
+    unknown = set(architecture) - {"name", "spec", "kwargs"}
     if unknown:
-        raise FmnistError(f"architecture: unknown key(s) {', '.join(map(str, unknown))} (expected name or spec, kwargs)")
+        raise FmnistError(f"architecture: unknown key(s) {listing(unknown)} (expected name or spec, kwargs)")
     kwargs = architecture.get("kwargs", {})
     if not isinstance(kwargs, Mapping):
         raise FmnistError(f"architecture: kwargs must be a mapping, got {type(kwargs).__name__}")
@@ -99,10 +125,11 @@ def build(architecture: Mapping) -> nn.Module:
         raise FmnistError("architecture: needs exactly one of 'name' or 'spec'")
     if "name" in architecture:
         return create(architecture["name"], **kwargs)
-    bad = sorted(set(kwargs) - set(_SPEC_KWARGS))
+    bad = set(kwargs) - set(_SPEC_KWARGS)
     if bad:
-        raise FmnistError(f"architecture: a spec model got unknown argument(s) {', '.join(map(str, bad))}; "
+        raise FmnistError(f"architecture: a spec model got unknown argument(s) {listing(bad)}; "
                           f"it accepts: {', '.join(_SPEC_KWARGS)}")
+    check_counts("architecture", kwargs)
     spec = architecture["spec"]
     num_classes = kwargs.get("num_classes", spec_num_classes(validate_spec(spec)))
     return build_from_spec(spec, num_classes=num_classes, in_channels=kwargs.get("in_channels", 1))

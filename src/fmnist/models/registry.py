@@ -14,7 +14,9 @@ from typing import Any
 
 from torch import nn
 
+from fmnist.bounded import brief, listing, one_line
 from fmnist.errors import FmnistError
+from fmnist.limits import MAX_INTEGER
 
 Factory = Callable[..., nn.Module]
 
@@ -49,32 +51,37 @@ def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise FmnistError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
+        raise FmnistError(f"unknown model {brief(name)}; known models: {', '.join(names())}") from None
 
 
 def create(name: str, **kwargs: Any) -> nn.Module:
     """Build a fresh model (weights drawn from torch's global RNG, so `torch.manual_seed` fixes them)."""
     entry = _entry(name)
     check_arguments(name, kwargs)
-    for key in ("num_classes", "in_channels"):
-        value = kwargs.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise FmnistError(f"model {name!r}: {key} must be a positive integer, got {value!r}")
-    if kwargs.get("num_classes", 2) < 2:
-        raise FmnistError(f"model {name!r}: num_classes must be at least 2, got {kwargs['num_classes']}")
+    check_counts(f"model {name!r}", kwargs)
     try:
         return entry.factory(**kwargs)
-    except ValueError as exc:  # a factory's own check of an option's value (e.g. fast's activation)
-        raise FmnistError(f"model {name!r}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # a factory's own check of an option's value (fast's activation)
+        raise FmnistError(f"model {name!r}: {one_line(exc)}") from None
+
+
+def check_counts(what: str, kwargs) -> None:
+    """num_classes (at least 2) and in_channels, where given, must be integers of a sane size."""
+    for key in ("num_classes", "in_channels"):
+        value = kwargs.get(key, 2)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INTEGER:
+            raise FmnistError(f"{what}: {key} must be a positive integer up to {MAX_INTEGER:,}, got {brief(value)}")
+    if kwargs.get("num_classes", 2) < 2:
+        raise FmnistError(f"{what}: num_classes must be at least 2, got {kwargs['num_classes']}")
 
 
 def check_arguments(name: str, kwargs) -> None:
     """Fail, listing what the factory accepts, when `kwargs` holds an argument it does not take."""
     entry = _entry(name)
-    unknown = sorted(set(map(str, kwargs)) - set(entry.parameters))
-    if unknown:
+    unknown = set(map(str, kwargs)) - set(entry.parameters)
+    if unknown or not all(isinstance(key, str) for key in kwargs):
         raise FmnistError(
-            f"model {name!r} got unknown argument(s) {', '.join(unknown)}; it accepts: {', '.join(entry.parameters)}"
+            f"model {name!r} got unknown argument(s) {listing(unknown)}; it accepts: {', '.join(entry.parameters)}"
         )
 
 

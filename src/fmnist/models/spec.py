@@ -19,30 +19,32 @@ softmax is not built: models return logits and the loss applies the softmax.
 
 The last fc block's neurons must equal the model's number of classes; `build_from_spec` refuses a
 mismatch rather than silently resizing the output layer (the registered `fmnistcnn` factory sets it
-from `num_classes` explicitly).
+from `num_classes` explicitly). A spec's size is bounded (MAX_PARAMETERS, MAX_ACTIVATION_BYTES, below):
+`validate_spec` counts both by arithmetic and refuses a spec over either before anything is built.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from torch import nn
 
+from fmnist.bounded import BoundsError, brief, parse_json, parse_yaml
 from fmnist.errors import FmnistError
+from fmnist.limits import MAX_ACTIVATION_BYTES, MAX_BLOCKS, MAX_INTEGER, MAX_PARAMETERS, MAX_SPEC_BYTES
 from fmnist.models.layers import ACTIVATIONS, Rescale, activation, batch_norm1d, batch_norm2d, conv2d, dense
 
 INPUT_SIZE = 28  # images are 28x28; the shrink check and the first Dense layer's width follow from it
 CONV_FIELDS = ("pad", "channels", "filter", "stride", "pool", "activation")
 FC_FIELDS = ("neurons", "activation")
 KNOWN_ACTIVATIONS = tuple(sorted([*ACTIVATIONS, "softmax"]))
-_BLOCK_KEY = re.compile(r"(conv|fc)(0|[1-9][0-9]*)")
+_BLOCK_KEY = re.compile(r"(conv|fc)(0|[1-9][0-9]{0,5})")  # conv0..conv999999: int() of it stays cheap
+
 
 
 class SpecError(FmnistError):
@@ -81,10 +83,10 @@ def _block_fields(name: str, block: Any, fields: tuple[str, ...]) -> dict[str, A
         if field is None and isinstance(key, str) and key.startswith(f"{name}_") and key[len(name) + 1:] in fields:
             field = key[len(name) + 1:]
         if field is None:
-            raise SpecError(f"{name}: unknown key {key!r} (expected {', '.join(f'{name}_{f}' for f in fields)}, "
+            raise SpecError(f"{name}: unknown key {brief(key)} (expected {', '.join(f'{name}_{f}' for f in fields)}, "
                             f"or the short form {', '.join(fields)})")
         if field in values:
-            raise SpecError(f"{name}: {name}_{field} is given twice (as {given_as[field]!r} and {key!r})")
+            raise SpecError(f"{name}: {name}_{field} is given twice (as {brief(given_as[field])} and {brief(key)})")
         values[field], given_as[field] = value, key
     for field in fields:
         if field not in values:
@@ -94,31 +96,33 @@ def _block_fields(name: str, block: Any, fields: tuple[str, ...]) -> dict[str, A
 
 def _check_int(name: str, field: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{name}: {name}_{field} must be an integer, got {value!r}")
+        raise SpecError(f"{name}: {name}_{field} must be an integer, got {brief(value)}")
     if value < minimum:
         bound = "positive" if minimum == 1 else f">= {minimum}"
-        raise SpecError(f"{name}: {name}_{field} must be {bound}, got {value}")
+        raise SpecError(f"{name}: {name}_{field} must be {bound}, got {brief(value)}")
+    if value > MAX_INTEGER:
+        raise SpecError(f"{name}: {name}_{field} must be at most {MAX_INTEGER:,}, got {brief(value)}")
     return value
 
 
 def _check_activation(name: str, value: Any, last_fc: bool) -> str:
     if not isinstance(value, str):
-        raise SpecError(f"{name}: {name}_activation must be a string, got {value!r}")
+        raise SpecError(f"{name}: {name}_activation must be a string, got {brief(value)}")
     act = value.strip().lower()
     if act not in KNOWN_ACTIVATIONS:
-        raise SpecError(f"{name}: unknown activation {value!r} in {name}_activation (known: {', '.join(KNOWN_ACTIVATIONS)})")
+        raise SpecError(f"{name}: unknown activation {brief(value)} in {name}_activation (known: {', '.join(KNOWN_ACTIVATIONS)})")
     if act == "softmax" and not last_fc:
         raise SpecError(f"{name}: {name}_activation 'softmax' is only allowed in the last fc block")
     if last_fc and act not in ("softmax", "linear"):
         # The last block's output goes to a softmax cross-entropy; anything else would distort the logits.
         raise SpecError(f"{name}: the last fc block outputs logits, so {name}_activation must be 'softmax' "
-                        f"or 'linear', not {value!r}")
+                        f"or 'linear', not {brief(value)}")
     return act
 
 
 def _check_dropout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise SpecError(f"dropout must be a number in [0, 1), got {value!r}")
+        raise SpecError(f"dropout must be a number in [0, 1), got {brief(value)}")
     return float(value)
 
 
@@ -132,8 +136,10 @@ def _numbered_blocks(spec: Mapping) -> tuple[dict[str, list[tuple[int, Any]]], f
             continue
         match = _BLOCK_KEY.fullmatch(key) if isinstance(key, str) else None
         if match is None:
-            raise SpecError(f"unknown top-level key {key!r} (expected conv0..convN, fc0..fcM, dropout)")
+            raise SpecError(f"unknown top-level key {brief(key)} (expected conv0..convN, fc0..fcM, dropout)")
         blocks[match[1]][int(match[2])] = value
+    if len(blocks["conv"]) + len(blocks["fc"]) > MAX_BLOCKS:
+        raise SpecError(f"{len(blocks['conv']) + len(blocks['fc']):,} blocks, more than the limit of {MAX_BLOCKS}")
     for kind, numbered in blocks.items():
         for expected, index in enumerate(sorted(numbered)):
             if index != expected:
@@ -148,13 +154,31 @@ def _numbered_blocks(spec: Mapping) -> tuple[dict[str, list[tuple[int, Any]]], f
 def validate_spec(spec: Any) -> dict[str, Any]:
     """Check a spec and return it normalised: long keys, lower-case activations, explicit dropout.
 
-    The result is plain JSON (ints, strings, one float), ordered conv0.., fc0.., dropout.
+    The result is plain JSON (ints, strings, one float), ordered conv0.., fc0.., dropout. A spec over
+    MAX_PARAMETERS or MAX_ACTIVATION_BYTES is refused here, before anything is built.
     """
+    normalised, footprint = _normalise(spec)
+    _check_footprint(footprint)
+    return normalised
+
+
+def spec_footprint(spec: Any) -> tuple[int, int]:
+    """(parameters, activation bytes per image) of a spec's model, by arithmetic (nothing is built),
+    whether or not it is within the bounds. Parameters are counted as Keras counts them (BatchNorm's
+    running statistics included); activations are every layer's float32 output, as training keeps them."""
+    _, footprint = _normalise(spec)
+    return sum(params for params, _ in footprint.values()), sum(acts for _, acts in footprint.values())
+
+
+def _normalise(spec: Any) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
+    """The normalised spec and, per block, its (parameters, activation bytes per image)."""
     if not isinstance(spec, Mapping):
         raise SpecError(f"spec: expected a mapping of blocks (conv0.., fc0.., dropout), got {type(spec).__name__}")
     blocks, dropout = _numbered_blocks(spec)
     normalised: dict[str, Any] = {}
-    size = INPUT_SIZE
+    size, channels = INPUT_SIZE, 1
+    # Per block: Keras-counted parameters and the float32 activations of one image (every layer's output).
+    footprint: dict[str, tuple[int, int]] = {"input": (0, 4 * INPUT_SIZE * INPUT_SIZE)}
     for index, block in blocks["conv"]:
         name = f"conv{index}"
         fields = _block_fields(name, block, CONV_FIELDS)
@@ -162,25 +186,49 @@ def validate_spec(spec: Any) -> dict[str, Any]:
             _check_int(name, field, fields[field], minimum=1)
         _check_int(name, "pad", fields["pad"], minimum=0)
         fields["activation"] = _check_activation(name, fields["activation"], last_fc=False)
-        pad, filter_size, stride, pool = (fields[f] for f in ("pad", "filter", "stride", "pool"))
+        pad, filter_size, stride, pool, width = (fields[f] for f in ("pad", "filter", "stride", "pool", "channels"))
         conv_size = conv_output_size(size, pad, filter_size, stride)
         if conv_size < 1:
             side = max(conv_size, 0)
             raise SpecError(f"{name}: feature map shrinks to {side}x{side} "
                             f"(input {size}x{size}, filter {filter_size}, pad {pad}, stride {stride})")
-        size = conv_size // pool  # MaxPool2D(pool), 'valid': floor
-        if size < 1:
+        pooled = conv_size // pool  # MaxPool2D(pool), 'valid': floor
+        if pooled < 1:
             raise SpecError(f"{name}: feature map shrinks to 0x0 at the pool (input {conv_size}x{conv_size}, pool {pool})")
+        # conv weights and bias, BatchNorm's 4 vectors; outputs of pad, conv, BatchNorm, activation, pool
+        footprint[name] = (width * (channels * filter_size**2 + 5),
+                           4 * (channels * (size + 2 * pad) ** 2 + 3 * width * conv_size**2 + width * pooled**2))
+        size, channels = pooled, width
         normalised[name] = {f"{name}_{field}": fields[field] for field in CONV_FIELDS}
     last = len(blocks["fc"]) - 1
+    features = channels * size * size
+    footprint["flatten"] = (0, 4 * features)
     for index, block in blocks["fc"]:
         name = f"fc{index}"
         fields = _block_fields(name, block, FC_FIELDS)
-        _check_int(name, "neurons", fields["neurons"], minimum=1)
+        neurons = _check_int(name, "neurons", fields["neurons"], minimum=1)
         fields["activation"] = _check_activation(name, fields["activation"], last_fc=index == last)
+        # BatchNorm's 4 vectors, dense weights and bias; outputs of BatchNorm, dropout, dense, activation
+        outputs = 2 * features + neurons * (1 if index == last and fields["activation"] == "softmax" else 2)
+        footprint[name] = (features * (neurons + 4) + neurons, 4 * outputs)
+        features = neurons
         normalised[name] = {f"{name}_{field}": fields[field] for field in FC_FIELDS}
     normalised["dropout"] = dropout
-    return normalised
+    return normalised, footprint
+
+
+def _check_footprint(footprint: dict[str, tuple[int, int]]) -> None:
+    """Refuse a spec over MAX_PARAMETERS or MAX_ACTIVATION_BYTES, naming the largest block."""
+    parameters = sum(params for params, _ in footprint.values())
+    activations = sum(acts for _, acts in footprint.values())
+    if parameters > MAX_PARAMETERS:
+        block = max(footprint, key=lambda name: footprint[name][0])
+        raise SpecError(f"spec: {parameters:,} parameters, more than the limit of {MAX_PARAMETERS:,} "
+                        f"({block} alone has {footprint[block][0]:,})")
+    if activations > MAX_ACTIVATION_BYTES:
+        block = max(footprint, key=lambda name: footprint[name][1])
+        raise SpecError(f"spec: the activations of one image take {activations / 2**20:,.0f} MiB, more than the "
+                        f"limit of {MAX_ACTIVATION_BYTES // 2**20} MiB ({block} alone: {footprint[block][1] / 2**20:,.0f} MiB)")
 
 
 def _last_fc(spec: Mapping) -> str:
@@ -236,38 +284,27 @@ def build_from_spec(spec: Any, num_classes: int = 10, in_channels: int = 1) -> n
     return nn.Sequential(layers)  # (N, num_classes) logits
 
 
-def _parse_error(exc: Exception) -> str:
-    """A parser error as one line (PyYAML's messages span several)."""
-    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
-    if problem and mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
-    return " ".join(str(exc).split())
-
-
 def load_spec(path: str | Path) -> dict[str, Any]:
-    """Read and validate a spec file: JSON for `.json`, YAML for `.yaml`/`.yml`, else whichever parses."""
+    """Read and validate a spec file: JSON for `.json`, YAML for `.yaml`/`.yml`, else whichever parses.
+    Its size and nesting depth are checked before it is parsed (fmnist.bounded)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: {size:,} bytes, more than the limit of {MAX_SPEC_BYTES:,} for a spec file")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text file (expected YAML or JSON)") from None
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        parsers = [("JSON", json.loads)]
-    elif suffix in (".yaml", ".yml"):
-        parsers = [("YAML", yaml.safe_load)]
-    else:
-        parsers = [("JSON", json.loads), ("YAML", yaml.safe_load)]
-    for _, parse in parsers:
+    parsers = {".json": [parse_json], ".yaml": [parse_yaml], ".yml": [parse_yaml]}.get(suffix, [parse_json, parse_yaml])
+    for parse in parsers:
         try:
-            data = parse(text)
+            data = parse(text, MAX_SPEC_BYTES)
             break
-        except (ValueError, yaml.YAMLError) as exc:
-            error = f"not valid {' or '.join(k for k, _ in parsers)} ({_parse_error(exc)})"
+        except BoundsError as exc:
+            error = exc
     else:
         raise SpecError(f"{path}: {error}")
     try:

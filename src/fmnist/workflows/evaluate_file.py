@@ -3,6 +3,7 @@ evaluation files, figures and report.html."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from fmnist.data.dataset import Dataset, load_dataset
 from fmnist.device import resolve_device
 from fmnist.engine.evaluate import Evaluation, evaluate_model
-from fmnist.errors import FmnistError
+from fmnist.errors import FmnistError, FmnistWarning
 from fmnist.modelfile import load_model
 from fmnist.runfolder import RunFolder, labels_sha256
 from fmnist.workflows.redraw import redraw
@@ -26,6 +27,9 @@ def evaluate_file(model_file: str | Path, out: str | Path | None = None, dataset
     if len(loaded.classes) != dataset.num_classes:
         raise FmnistError(f"{model_file}: the model knows {len(loaded.classes)} classes, the data has {dataset.num_classes}")
     evaluation = evaluate_model(loaded.model, dataset.test.images, dataset.test.labels, loaded.classes, target)
+    if loaded.finite and not np.isfinite(evaluation.probabilities).all():  # (load_model warned of NaN weights)
+        warnings.warn(FmnistWarning(f"{model_file}: the model's outputs are not finite (NaN/inf) on some test "
+                                    "images: its scores mean nothing"), stacklevel=2)
     if out is not None:
         write_evaluation(RunFolder(out), evaluation, loaded.classes, dataset.test.labels, str(data) if data else None,
                          str(Path(model_file).resolve()))

@@ -19,7 +19,7 @@ def export_file(model_file: str | Path, out: str | Path | None = None, data: str
     target = Path(out) if out is not None else model_file.with_suffix(".onnx")
     if target.resolve() == model_file.resolve():
         raise FmnistError(f"--out {target}: would overwrite the model file")
-    loaded = load_model(model_file)
+    loaded = load_model(model_file, warn=False)  # export refuses non-finite weights itself, in one line
     try:
         dataset = load_dataset(data, download=False, log=log)
     except DataError as exc:

@@ -43,8 +43,9 @@ def predict_files(model_file: str | Path, paths: list[str], on_record: Callable[
             summary.failed += 1
         elif keep or show_input is not None:
             summary.kept.append(prediction)
-    if show_input is not None and summary.kept:
+    seen = [prediction for prediction in summary.kept if prediction.pixels is not None]  # not duplicates
+    if show_input is not None and seen:
         from fmnist.report.predictions import write_inputs  # matplotlib: only when figures are asked for
 
-        summary.report = write_inputs(show_input, summary.kept, predictor)
+        summary.report = write_inputs(show_input, seen, predictor)
     return summary
