@@ -116,7 +116,19 @@ def test_data_download_checksum_mismatch_exit_2_and_empty_cache(tmp_path, fashio
     assert not cache.exists() or not any(cache.iterdir())
 
 
-@pytest.mark.parametrize("args", [["info", "--bogus"], ["nonexistent-command"]])
-def test_usage_errors_exit_2(args):
-    result = run(*args, check_code=2)
-    assert "Traceback" not in result.stderr
+@pytest.mark.parametrize("args,fragments", [
+    (["info", "--bogus"], ["No such option: --bogus", "(see: fmnist info --help)"]),
+    (["nonexistent-command"], ["No such command 'nonexistent-command'", "(see: fmnist --help)"]),
+    (["train", "--epochs", "two"], ["Invalid value for '--epochs'", "(see: fmnist train --help)"]),
+    (["predict"], ["Missing argument", "(see: fmnist predict --help)"]),
+])
+def test_usage_errors_are_one_line_exit_2(args, fragments):
+    """click prints a usage block and a boxed panel; README promises one line."""
+    assert_one_line_error(run(*args, check_code=2), *fragments)
+
+
+def test_version_prints_the_version():
+    from fmnist import __version__
+
+    result = run("--version")
+    assert result.stdout == f"fmnist {__version__}\n" and result.stderr == ""

@@ -194,3 +194,22 @@ def test_summary_of_a_tta_model_lists_each_layer_once():
     names = [row.name for row in summary.rows]
     assert len(names) == len(set(names)) and names[-1] == "head"
     assert sum(row.params for row in summary.rows) == summary.total == 99_152
+
+
+def test_a_one_epoch_fast_run_from_the_command_line(tmp_path, small_idx_dir):
+    """The first smoke run a user tries was refused (warm-up 1 epoch, not below 1): the recipe's
+    warm-up keeps its share of the run, 1/8 of the one epoch."""
+    import json
+
+    from test_cli import run
+
+    out = tmp_path / "run"
+    result = run("train", "--recipe", "fast", "--epochs", "1", "--data", small_idx_dir, "--limit", "512",
+                 "--precision", "fp32", "--out", out, "--quiet")
+    assert "test accuracy" in result.stdout.lower(), result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1 and 0 <= metrics["test_accuracy"] <= 1
+    from fmnist.modelfile import load_model
+
+    assert load_model(out / "model.safetensors").config["warmup_epochs"] == pytest.approx(
+        RECIPES["fast"]["warmup_epochs"] / RECIPES["fast"]["epochs"])

@@ -102,3 +102,26 @@ def test_lr_find(tmp_path, small_idx_dir):
     assert len(saved["lrs"]) == len(saved["losses"]) >= 12
     assert saved["lrs"] == sorted(saved["lrs"])
     assert (tmp_path / "lr-find.png").stat().st_size > 3000 and _embedded(tmp_path / "report.html") == 1
+
+
+@pytest.mark.parametrize("runs", [1, 3])
+def test_one_epoch_curves_show_their_points(runs, tmp_path, monkeypatch):
+    """A line through one point draws nothing: a one-epoch run (or a cv of one-epoch folds) drew empty
+    panels. Every curve with few points is marked, and the epoch axis has whole-number ticks."""
+    from fmnist.report import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    row = {"epoch": 1, "loss": 0.9, "accuracy": 0.7, "val_loss": 0.8, "val_accuracy": 0.72}
+    plots.plot_learning_curves([[row]] * runs, tmp_path / "curves.png")
+    if runs == 1:
+        plots.plot_training_summary([row], tmp_path / "summary.png")
+    for fig in drawn:
+        lines = [line for ax in fig.axes for line in ax.get_lines()]
+        assert len(lines) == (4 * runs if len(fig.axes) == 2 else 4)
+        for line in lines:
+            assert len(line.get_xdata()) == 1 and line.get_marker() not in (None, "", "None", " ")
+            assert line.get_markersize() >= 5
+        for ax in fig.axes:
+            assert all(float(tick).is_integer() for tick in ax.get_xticks()), ax.get_xticks()
+        plots.plt.close(fig)
