@@ -159,12 +159,13 @@ def test_a_short_fast_run_learns_with_augmentation(tmp_path, fashion):
 def test_bf16_autocast_trains_where_asked(tmp_path, fashion):
     """bf16 on any CPU when asked (emulated, so slow, where the CPU lacks AVX512-BF16: kept small)."""
     config = build_config(recipe="fast", epochs=2, batch_size=64, device="cpu", checkpoint="none", precision="bf16",
-                          seed=3)
+                          lr=0.02, seed=3)  # the recipe's 0.1 makes 8 steps on 256 images diverge or not by thread count
     result = fit(config, tmp_path / "run", dataset=fashion.limit(train=256, test=100))
     torch.manual_seed(3)  # the weights fit started from: it seeds, then builds the model
     initial = models.build(models.architecture_for(name="fast")).state_dict()
     assert result.precision == "bf16"
-    assert np.isfinite([r["loss"] for r in result.history]).all() and result.history[-1]["val_accuracy"] > 0.1
+    losses = [r["loss"] for r in result.history]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0], losses  # it learns
     assert not torch.equal(result.model.state_dict()["head.weight"], initial["head.weight"])  # it learned, in fp32
 
 
