@@ -233,6 +233,8 @@ def test_onnx_matches_pytorch_on_the_test_set_at_any_batch_size(model_path, onnx
     assert metadata["format"] == "fmnist.onnx"
     assert json.loads(metadata["classes"]) == list(fashion.classes)
     assert json.loads(metadata["preprocessing"])["image"] == images.FASHION_SPEC.to_dict()
+    # the graph takes uint8 only, and its metadata says so (the PyTorch model also takes floats)
+    assert json.loads(metadata["preprocessing"])["input"].startswith("raw pixel values 0-255 (uint8), ")
     predictor = OnnxPredictor(onnx_path)
     assert predictor.classes == list(fashion.classes) and predictor.image_spec == images.FASHION_SPEC
 
