@@ -306,20 +306,20 @@ def test_cli_json_and_stdin(onnx_path, fashion):
 
 
 def test_cli_mirrors_prepared_photos_with_onnx_models(tmp_path, onnx_path, fashion):
-    """The model was trained without flips, so `auto` mirrors a photo (mean of its and its mirror
-    image's logits, in onnxruntime) but never a dataset-like 28x28 image; the records say which."""
+    """`--mirror on` predicts a photo from the mean of its and its mirror image's logits (in
+    onnxruntime), never a dataset-like 28x28 image; `auto` leaves a model trained without flips alone."""
     (tmp_path / "boot.jpg").write_bytes(photo_jpeg(fashion.test.images[0], np.random.default_rng(1)))
     Image.fromarray(fashion.test.images[1]).save(tmp_path / "test1.png")
     pixels = images.load(tmp_path / "boot.jpg").pixels[None]
     predictor = OnnxPredictor(onnx_path)
     expected = softmax(0.5 * (predictor.logits(pixels) + predictor.logits(np.ascontiguousarray(pixels[:, :, ::-1]))))
-    for args, mirrored in (((), [True, False]), (("--mirror", "off"), [False, False])):
+    for args, mirrored in ((("--mirror", "on"), [True, False]), ((), [False, False])):
         records = json.loads(run("predict", onnx_path, tmp_path / "boot.jpg", tmp_path / "test1.png", "--json",
                                  "--quiet", "--top-k", "10", *args).stdout)
         assert [r["mirrored"] for r in records] == mirrored
         assert records[1]["top_k"] == fmnist.predict(predictor, fashion.test.images[1], top_k=10)[0].top_k
     boot = {entry["index"]: entry["probability"] for entry in json.loads(run(
-        "predict", onnx_path, tmp_path / "boot.jpg", "--json", "--top-k", "10").stdout)[0]["top_k"]}
+        "predict", onnx_path, tmp_path / "boot.jpg", "--json", "--top-k", "10", "--mirror", "on").stdout)[0]["top_k"]}
     np.testing.assert_allclose([boot[i] for i in range(10)], expected[0], rtol=0, atol=1e-6)
 
 

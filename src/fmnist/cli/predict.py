@@ -35,8 +35,8 @@ def predict(
                                                         "(dark garment on white); always; never.")] = "auto",
     mirror: Annotated[str, typer.Option("--mirror", help="on: predict each prepared image (not a 28x28 dataset-like "
                                                         "one) from the mean of its and its mirror image's logits, "
-                                                        "so right-facing shoes count as shoes; auto: on unless the "
-                                                        "model was trained with flips or has flip TTA; off.")] = "auto",
+                                                        "auto: on for models trained with flips and without flip "
+                                                        "TTA (it helps them, and hurts others); off.")] = "auto",
     show_input: Annotated[Optional[Path], typer.Option("--show-input", help="Save the 28x28 image the model saw for "
                                                        "each file here, with a montage and report.html.",
                                                        show_default=False)] = None,

@@ -29,7 +29,7 @@ class Predictor:
     path: Path | None
     batch_size: int
     config: dict  # how the model was trained (the model file's training config; {} when unknown)
-    _sees_mirrors: bool | None = None
+    _symmetric: bool | None = None
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:  # (B, S, S) uint8 → (B, C) float32
         raise NotImplementedError
@@ -45,20 +45,20 @@ class Predictor:
         """(N, C) softmax probabilities (float64 arithmetic, float32 result)."""
         return softmax(self.logits(pixels))
 
-    def sees_mirror_images(self) -> bool:
-        """Whether the model already handles left-right mirror images: trained with flip augmentation
-        (its config's `augment`), or its logits for an image and its mirror are the same (flip
-        test-time augmentation inside, as in `fast`: checked on one noise image, once)."""
-        if self._sees_mirrors is None:
-            augment = self.config.get("augment", "none")
-            if isinstance(augment, str) and "flip" in augment.split("+"):
-                self._sees_mirrors = True
-            else:
-                size = self.image_spec.size
-                noise = np.random.default_rng(0).integers(0, 256, size=(1, size, size), dtype=np.uint8)
-                both = self.logits(np.concatenate([noise, noise[:, :, ::-1]]))
-                self._sees_mirrors = bool(np.allclose(both[0], both[1], rtol=1e-4, atol=1e-4))
-        return self._sees_mirrors
+    def trained_with_flips(self) -> bool:
+        """Whether its training config says it saw mirror images (flip augmentation)."""
+        augment = self.config.get("augment", "none")
+        return isinstance(augment, str) and "flip" in augment.split("+")
+
+    def mirror_symmetric(self) -> bool:
+        """Whether its logits for an image and its mirror image are the same: flip test-time
+        augmentation inside the model (as in `fast`). Checked on one noise image, once."""
+        if self._symmetric is None:
+            size = self.image_spec.size
+            noise = np.random.default_rng(0).integers(0, 256, size=(1, size, size), dtype=np.uint8)
+            both = self.logits(np.concatenate([noise, noise[:, :, ::-1]]))
+            self._symmetric = bool(np.allclose(both[0], both[1], rtol=1e-4, atol=1e-4))
+        return self._symmetric
 
     def describe(self) -> str:
         return f"{self.path or 'model'} ({self.runtime})"
