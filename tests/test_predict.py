@@ -96,7 +96,7 @@ def test_records_match_the_model_on_the_whole_test_set(model_path, fashion):
     assert [r.index for r in records] == expected.argmax(1).tolist()
     assert np.allclose([r.probability for r in records], expected.max(1), atol=1e-5)
     first = records[0].as_dict()
-    assert set(first) == {"path", "label", "index", "probability", "top_k"}
+    assert set(first) == {"path", "label", "index", "probability", "top_k", "mirrored"} and not first["mirrored"]
     assert [e["probability"] for e in first["top_k"]] == sorted((e["probability"] for e in first["top_k"]), reverse=True)
     assert first["top_k"][0] == {"label": first["label"], "index": first["index"], "probability": first["probability"]}
 
