@@ -8,7 +8,7 @@ and without flip TTA inside. Measured (benchmarks/mirror.py, table in benchmarks
 model trained with flips it gains a little on photos of either orientation (+0.2 and +0.7 points);
 for one trained without, no combination of the two views helps: the mean costs 8 points on photos
 in the dataset's orientation for the 13 it gains on mirrored ones (the model is confidently wrong on
-the mirror view; taking the more confident view does no better). Such a model needs retraining
+the mirror view; the mean of probabilities or the surer view are a point better, no more). Such a model needs retraining
 with `--augment flip`, not a trick at prediction time; `on` is there for photos known to be mirrored.
 """
 
