@@ -4,6 +4,9 @@ Each image is enlarged 6-15x, negated (dark garment on a light backdrop, as prod
 shot), given a light-grey backdrop, a colour cast, margins that make it non-square, sensor noise,
 and saved as a quality-85 JPEG. The label stays known, so the accuracy of a prediction pipeline on
 these photos can be compared with its accuracy on the original arrays.
+
+`mirrored=True` photographs the garment's mirror image: every Fashion-MNIST shoe points left, while
+a user's photo may show it pointing right (issue 14: a right-facing sneaker came out "Bag").
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import numpy as np
 from PIL import Image
 
 
-def photo_bytes(image: np.ndarray, rng: np.random.Generator) -> bytes:
-    """A JPEG photo (bytes) of one (28, 28) uint8 dataset image."""
+def photo_bytes(image: np.ndarray, rng: np.random.Generator, mirrored: bool = False) -> bytes:
+    """A JPEG photo (bytes) of one (28, 28) uint8 dataset image, or of its mirror image (left-right)."""
+    if mirrored:
+        image = np.ascontiguousarray(image[:, ::-1])
     scale = int(rng.integers(6, 16))
     big = Image.fromarray(image).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)
     ink = np.asarray(big, dtype=np.float32) / 255.0  # 1 where the garment is brightest in the dataset

@@ -39,6 +39,8 @@ def test_round_trip_rebuilds_the_same_model(saved):
     assert torch.equal(loaded.model(x), model(x))
     meta = _metadata(path)
     assert json.loads(meta["input_shape"]) == [1, 28, 28] and "preprocessing" in meta and meta["fmnist_version"]
+    assert "(uint8 or float)" in json.loads(meta["preprocessing"])["input"]  # what the PyTorch model takes
+    assert torch.equal(loaded.model(x.float()), loaded.model(x))
 
 
 def test_spec_models_round_trip(tmp_path):

@@ -96,7 +96,7 @@ def test_records_match_the_model_on_the_whole_test_set(model_path, fashion):
     assert [r.index for r in records] == expected.argmax(1).tolist()
     assert np.allclose([r.probability for r in records], expected.max(1), atol=1e-5)
     first = records[0].as_dict()
-    assert set(first) == {"path", "label", "index", "probability", "top_k"}
+    assert set(first) == {"path", "label", "index", "probability", "top_k", "mirrored"} and not first["mirrored"]
     assert [e["probability"] for e in first["top_k"]] == sorted((e["probability"] for e in first["top_k"]), reverse=True)
     assert first["top_k"][0] == {"label": first["label"], "index": first["index"], "probability": first["probability"]}
 
@@ -233,6 +233,8 @@ def test_onnx_matches_pytorch_on_the_test_set_at_any_batch_size(model_path, onnx
     assert metadata["format"] == "fmnist.onnx"
     assert json.loads(metadata["classes"]) == list(fashion.classes)
     assert json.loads(metadata["preprocessing"])["image"] == images.FASHION_SPEC.to_dict()
+    # the graph takes uint8 only, and its metadata says so (the PyTorch model also takes floats)
+    assert json.loads(metadata["preprocessing"])["input"].startswith("raw pixel values 0-255 (uint8), ")
     predictor = OnnxPredictor(onnx_path)
     assert predictor.classes == list(fashion.classes) and predictor.image_spec == images.FASHION_SPEC
 
@@ -296,11 +298,29 @@ def test_cli_json_and_stdin(onnx_path, fashion):
     records = json.loads(result.stdout)
     assert len(records) == 1
     record = records[0]
-    assert set(record) == {"path", "label", "index", "probability", "top_k", "input"}
+    assert set(record) == {"path", "label", "index", "probability", "top_k", "mirrored", "input"}
     assert record["path"] == "-" and (record["label"], record["index"]) == ("Pullover", 2)
     assert record["input"]["inverted"] and len(record["top_k"]) == 3
     assert json.loads(run("predict", onnx_path, "-", "--json", "--invert", "never",
                           input=encoded.getvalue()).stdout)[0]["input"]["inverted"] is False
+
+
+def test_cli_mirrors_prepared_photos_with_onnx_models(tmp_path, onnx_path, fashion):
+    """`--mirror on` predicts a photo from the mean of its and its mirror image's logits (in
+    onnxruntime), never a dataset-like 28x28 image; `auto` leaves a model trained without flips alone."""
+    (tmp_path / "boot.jpg").write_bytes(photo_jpeg(fashion.test.images[0], np.random.default_rng(1)))
+    Image.fromarray(fashion.test.images[1]).save(tmp_path / "test1.png")
+    pixels = images.load(tmp_path / "boot.jpg").pixels[None]
+    predictor = OnnxPredictor(onnx_path)
+    expected = softmax(0.5 * (predictor.logits(pixels) + predictor.logits(np.ascontiguousarray(pixels[:, :, ::-1]))))
+    for args, mirrored in ((("--mirror", "on"), [True, False]), ((), [False, False])):
+        records = json.loads(run("predict", onnx_path, tmp_path / "boot.jpg", tmp_path / "test1.png", "--json",
+                                 "--quiet", "--top-k", "10", *args).stdout)
+        assert [r["mirrored"] for r in records] == mirrored
+        assert records[1]["top_k"] == fmnist.predict(predictor, fashion.test.images[1], top_k=10)[0].top_k
+    boot = {entry["index"]: entry["probability"] for entry in json.loads(run(
+        "predict", onnx_path, tmp_path / "boot.jpg", "--json", "--top-k", "10", "--mirror", "on").stdout)[0]["top_k"]}
+    np.testing.assert_allclose([boot[i] for i in range(10)], expected[0], rtol=0, atol=1e-6)
 
 
 def test_cli_bad_files_fail_alone(tmp_path, onnx_path, fashion):
@@ -386,6 +406,7 @@ def test_cli_unreadable_file(tmp_path, onnx_path, fashion):
     [
         (["--invert", "sideways"], "--invert: expected one of auto, always, never, got 'sideways'"),
         (["--top-k", "0"], "--top-k must be at least 1, got 0"),
+        (["--mirror", "sideways"], "--mirror: expected one of auto, on, off, got 'sideways'"),
         (["--device", "tpu"], "--device tpu: expected one of auto, cpu, cuda"),
     ],
 )

@@ -73,7 +73,7 @@ def export_onnx(model_file, out: str | Path, check_images: np.ndarray | None = N
         "architecture": json.dumps(loaded.architecture, sort_keys=True),
         "classes": json.dumps(list(loaded.classes)),
         "input_shape": json.dumps(list(loaded.input_shape)),
-        "preprocessing": json.dumps(preprocessing_record(loaded.image_spec), sort_keys=True),
+        "preprocessing": json.dumps(preprocessing_record(loaded.image_spec, onnx=True), sort_keys=True),
         "config": json.dumps(loaded.config, sort_keys=True, default=str),
         "metrics": json.dumps(loaded.metrics, sort_keys=True),
         "source": loaded.path.name if loaded.path else "",

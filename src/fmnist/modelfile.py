@@ -49,9 +49,12 @@ PREPROCESSING = {
 REQUIRED = ("format", "format_version", "architecture", "classes", "input_shape", "weights_sha256")
 
 
-def preprocessing_record(image_spec: ImageSpec = FASHION_SPEC) -> dict:
-    """The `preprocessing` metadata of a model file (also embedded in exported ONNX files)."""
+def preprocessing_record(image_spec: ImageSpec = FASHION_SPEC, onnx: bool = False) -> dict:
+    """The `preprocessing` metadata of a model file; with `onnx`, of an exported ONNX file, whose
+    graph takes uint8 pixels only (the PyTorch model takes uint8 or float)."""
     record = dict(PREPROCESSING, image=image_spec.to_dict())
+    if onnx:
+        record["input"] = record["input"].replace("(uint8 or float)", "(uint8)")
     if image_spec.background == "light":
         record["input"] = record["input"].replace("light object on dark background", "dark object on light background")
     return record

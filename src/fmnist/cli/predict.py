@@ -30,9 +30,13 @@ def predict(
                                                show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", help="How many classes to list per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, label, index, probability, "
-                                                         "top_k, input} instead of lines.")] = False,
+                                                         "top_k, mirrored, input} instead of lines.")] = False,
     invert: Annotated[str, typer.Option("--invert", help="auto: invert when the border is lighter than the object "
                                                         "(dark garment on white); always; never.")] = "auto",
+    mirror: Annotated[str, typer.Option("--mirror", help="on: predict each prepared image (not a 28x28 dataset-like "
+                                                        "one) from the mean of its and its mirror image's logits, "
+                                                        "auto: on for models trained with flips and without flip "
+                                                        "TTA (it helps them, and hurts others); off.")] = "auto",
     show_input: Annotated[Optional[Path], typer.Option("--show-input", help="Save the 28x28 image the model saw for "
                                                        "each file here, with a montage and report.html.",
                                                        show_default=False)] = None,
@@ -63,7 +67,8 @@ def predict(
 
     try:
         summary = predict_files(model_file, paths, show, top_k=top_k, invert=invert, device=device,
-                                batch_size=batch_size, keep=as_json, show_input=show_input, progress=progress.advance)
+                                batch_size=batch_size, keep=as_json, show_input=show_input, progress=progress.advance,
+                                mirror=mirror)
     finally:
         progress.close()
     if as_json:

@@ -12,7 +12,7 @@
 """
 
 from fmnist.inference.inputs import CHUNK, expand_inputs
-from fmnist.inference.predict import iter_predictions, predict
+from fmnist.inference.predict import MIRROR_CHOICES, iter_predictions, predict
 from fmnist.inference.records import STDIN, Prediction, format_error, format_line, input_names
 from fmnist.inference.runtimes import (
     ONNX_FORMAT,
@@ -28,6 +28,7 @@ from fmnist.inference.runtimes import (
 
 __all__ = [
     "CHUNK",
+    "MIRROR_CHOICES",
     "ONNX_FORMAT",
     "ONNX_INPUT",
     "ONNX_LOGITS",

@@ -27,6 +27,7 @@ class Prediction:
     error: str | None = None  # why this input could not be predicted
     pixels: np.ndarray | None = field(default=None, repr=False)  # (28, 28) uint8: what the model saw
     duplicate_of: str | None = None  # the same file was reached before under this path: see its record
+    mirrored: bool = False  # predicted from the mean of its logits and its mirror image's (predict's `mirror`)
 
     @property
     def ok(self) -> bool:
@@ -41,7 +42,8 @@ class Prediction:
         if self.duplicate_of is not None:
             record["duplicate_of"] = self.duplicate_of
             return record
-        record.update(label=self.label, index=self.index, probability=self.probability, top_k=self.top_k)
+        record.update(label=self.label, index=self.index, probability=self.probability, top_k=self.top_k,
+                      mirrored=self.mirrored)
         if self.input is not None:
             record["input"] = self.input
         return record

@@ -28,6 +28,8 @@ class Predictor:
     image_spec: ImageSpec
     path: Path | None
     batch_size: int
+    config: dict  # how the model was trained (the model file's training config; {} when unknown)
+    _symmetric: bool | None = None
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:  # (B, S, S) uint8 → (B, C) float32
         raise NotImplementedError
@@ -42,6 +44,21 @@ class Predictor:
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(N, C) softmax probabilities (float64 arithmetic, float32 result)."""
         return softmax(self.logits(pixels))
+
+    def trained_with_flips(self) -> bool:
+        """Whether its training config says it saw mirror images (flip augmentation)."""
+        augment = self.config.get("augment", "none")
+        return isinstance(augment, str) and "flip" in augment.split("+")
+
+    def mirror_symmetric(self) -> bool:
+        """Whether its logits for an image and its mirror image are the same: flip test-time
+        augmentation inside the model (as in `fast`). Checked on one noise image, once."""
+        if self._symmetric is None:
+            size = self.image_spec.size
+            noise = np.random.default_rng(0).integers(0, 256, size=(1, size, size), dtype=np.uint8)
+            both = self.logits(np.concatenate([noise, noise[:, :, ::-1]]))
+            self._symmetric = bool(np.allclose(both[0], both[1], rtol=1e-4, atol=1e-4))
+        return self._symmetric
 
     def describe(self) -> str:
         return f"{self.path or 'model'} ({self.runtime})"
@@ -69,6 +86,7 @@ class TorchPredictor(Predictor):
 
         self.model_file = model_file
         self.classes = list(model_file.classes)
+        self.config = dict(model_file.config)
         self.image_spec = model_file.image_spec
         self.path = model_file.path
         self.device = resolve_device(device)
@@ -121,6 +139,7 @@ class OnnxPredictor(Predictor):
         self.image_spec = checked_image_spec(path, json_field(path, metadata, "preprocessing", dict, default={}))
         self.metadata = {key: json_field(path, metadata, key) if key in ("architecture", "config", "metrics") else value
                          for key, value in metadata.items()}
+        self.config = self.metadata.get("config") if isinstance(self.metadata.get("config"), dict) else {}
         self.path = path
         self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
         self.batch_size = batch_size or 64  # measured: small batches stay in cache (52k images/s at 64, 37k at 1024)

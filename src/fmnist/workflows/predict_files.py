@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fmnist.errors import FmnistError
 from fmnist.images import INVERT_CHOICES
-from fmnist.inference import STDIN, Prediction, iter_predictions, load_predictor
+from fmnist.inference import MIRROR_CHOICES, STDIN, Prediction, iter_predictions, load_predictor
 
 
 @dataclass
@@ -22,12 +22,14 @@ class PredictSummary:
 def predict_files(model_file: str | Path, paths: list[str], on_record: Callable[[Prediction], None],
                   top_k: int = 3, invert: str = "auto", device: str = "auto", batch_size: int | None = None,
                   keep: bool = False, show_input: str | Path | None = None,
-                  progress: Callable[[int], None] | None = None) -> PredictSummary:
+                  progress: Callable[[int], None] | None = None, mirror: str = "auto") -> PredictSummary:
     """Predict `paths` (files, folders, "-") with `model_file`; `on_record` gets each record in order.
 
     Every input that cannot be read is a record with `error`, and the others are still predicted."""
     if invert not in INVERT_CHOICES:
         raise FmnistError(f"--invert: expected one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
+    if mirror not in MIRROR_CHOICES:
+        raise FmnistError(f"--mirror: expected one of {', '.join(MIRROR_CHOICES)}, got {mirror!r}")
     if top_k < 1:
         raise FmnistError(f"--top-k must be at least 1, got {top_k}")
     if batch_size is not None and batch_size < 1:
@@ -37,7 +39,7 @@ def predict_files(model_file: str | Path, paths: list[str], on_record: Callable[
     predictor = load_predictor(model_file, device=device, batch_size=batch_size)
     summary = PredictSummary()
     for prediction in iter_predictions(predictor, paths, top_k=top_k, invert=invert, on_error="record",
-                                       progress=progress):
+                                       progress=progress, mirror=mirror):
         on_record(prediction)
         if not prediction.ok:
             summary.failed += 1
