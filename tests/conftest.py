@@ -180,3 +180,22 @@ def hostile_model(tmp_path_factory, fashion):
                config=config.to_dict(), image_spec=result.image_spec)
     return fmnist.export_onnx(out / "model.safetensors", out / "model.onnx", check_images=fashion.test.images[:200],
                               check_name="200 test images").path
+
+
+@pytest.fixture(scope="session")
+def serve_models(tmp_path_factory, fashion):
+    """(model.safetensors, model.onnx) for the `fmnist serve` tests: write-up 000's baseline CNN, one
+    epoch on 500 images (about 60 % accurate: enough to tell a Pullover from a Sandal most times)."""
+    import fmnist
+    from fmnist.engine.config import TrainConfig
+    from fmnist.engine.trainer import fit
+    from fmnist.modelfile import save_model
+
+    out = tmp_path_factory.mktemp("serve-model") / "tiny"
+    config = TrainConfig(model="baseline", epochs=1, batch_size=32, device="cpu", seed=3, checkpoint="none")
+    result = fit(config, out / "run", dataset=fashion.limit(train=500, test=100))
+    save_model(out / "model.safetensors", result.model, result.architecture, fashion.classes,
+               config=config.to_dict(), image_spec=result.image_spec, metrics={"test_accuracy": 0.6})
+    onnx = fmnist.export_onnx(out / "model.safetensors", out / "model.onnx", check_images=fashion.test.images[:200],
+                              check_name="200 test images").path
+    return out / "model.safetensors", onnx

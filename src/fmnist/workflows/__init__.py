@@ -9,6 +9,7 @@
     explore.py        the first look at the data
     export_file.py    a model file → ONNX, checked on the test images
     predict_files.py  predict images, optionally saving what the model saw
+    serve/            the HTTP API and page (`fmnist serve`)
 
 This is the only layer that writes output folders (through fmnist.runfolder) and the only one that
 calls both the engine and fmnist.report; neither of those imports this layer.

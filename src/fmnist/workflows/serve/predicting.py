@@ -1,0 +1,104 @@
+"""A request's inputs through one model: each upload prepared (fmnist.images, checked from its header
+before it is decoded), every readable one predicted in one batch, one record per input in order: the
+records `fmnist predict --json` writes, with the 28×28 input the model saw when asked.
+
+Runs in a worker thread (decoding and onnxruntime release the GIL for most of their work).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fmnist import images
+from fmnist.errors import DataError, FmnistError
+from fmnist.inference import Prediction, iter_predictions
+from fmnist.workflows.serve.models import ServedModel
+from fmnist.workflows.serve.uploads import RequestError, Upload
+
+# The status a request gets when none of its inputs could be predicted, by the first one's problem.
+_STATUS_BY_PROBLEM = (("not an image", 415), ("image too large", 413), ("too many frames", 413),
+                      ("input too large", 413))
+
+
+@dataclass
+class Outcome:
+    status: int  # 200 when at least one input was predicted
+    body: dict
+    images: int  # inputs predicted
+
+
+def predict_uploads(model: ServedModel, uploads: list[Upload], top_k: int, invert: str,
+                    show_input: bool) -> Outcome:
+    started = time.perf_counter()
+    predictor = model.predictor
+    if not 1 <= top_k <= len(predictor.classes):
+        raise RequestError(422, f"top_k must be between 1 and {len(predictor.classes)}, got {top_k}")
+    if invert not in images.INVERT_CHOICES:
+        raise RequestError(422, f"invert must be one of {', '.join(images.INVERT_CHOICES)}, got {invert!r}")
+    spec = predictor.image_spec
+    slots: list[tuple[str | None, object]] = []  # (name, pixels (K, S, S) | PreparedImage | DataError)
+    for upload in uploads:
+        if upload.arrays is not None:
+            slots.append((None, upload.arrays))
+            continue
+        try:
+            slots.append((upload.name, images.load(upload.data, spec, invert, name=upload.name)))
+        except DataError as exc:
+            slots.append((upload.name, exc))
+    readable = [item.pixels[None] if isinstance(item, images.PreparedImage) else item
+                for _, item in slots if not isinstance(item, DataError)]
+    predicted = _predict(predictor, readable, top_k)
+    records, failures, row = [], [], 0
+    for name, item in slots:
+        if isinstance(item, DataError):
+            records.append(Prediction(name, None, None, None, error=item.problem))
+            failures.append(item)
+        elif isinstance(item, images.PreparedImage):
+            records.append(dataclasses.replace(predicted[row], path=name, input=item.info()))
+            row += 1
+        else:
+            records.extend(predicted[row : row + len(item)])
+            row += len(item)
+    body = [_as_dict(record, show_input) for record in records]
+    seconds = time.perf_counter() - started
+    if failures and len(failures) == len(records):
+        first = failures[0]
+        return Outcome(_status(first.problem), {"error": f"{first.path}: {first.problem}", "records": body}, 0)
+    ok = sum(record.ok for record in records)
+    return Outcome(200, {"model": model.name, "records": body, "seconds": round(seconds, 6)}, ok)
+
+
+def _predict(predictor, batches: list[np.ndarray], top_k: int) -> list[Prediction]:
+    if not batches:
+        return []
+    stacked = batches[0] if len(batches) == 1 else np.concatenate(batches)
+    try:
+        return list(iter_predictions(predictor, stacked, top_k=top_k, on_error="record"))
+    except FmnistError as exc:  # a model that fails on these inputs: the server's problem, said in one line
+        raise RequestError(500, f"the model could not run: {exc}") from None
+
+
+def _as_dict(record: Prediction, show_input: bool) -> dict:
+    result = record.as_dict()
+    if show_input and record.ok and record.pixels is not None:
+        result["input_png"] = png_base64(record.pixels)
+    return result
+
+
+def png_base64(pixels: np.ndarray) -> str:
+    """The (S, S) uint8 image as a base64 PNG (what a page puts in `data:image/png;base64,...`)."""
+    from PIL import Image  # Pillow on first use, as everywhere in fmnist
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels), mode="L").save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _status(problem: str) -> int:
+    return next((status for start, status in _STATUS_BY_PROBLEM if problem.startswith(start)), 422)
