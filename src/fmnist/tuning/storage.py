@@ -30,6 +30,10 @@ HEARTBEAT = (10, 60)  # seconds: a heartbeat every 10 s; a trial silent for 60 s
 CONNECT_TIMEOUT = 10  # seconds before an unreachable PostgreSQL server is an error
 
 
+# Optuna 4.9 renamed RetryFailedTrialCallback (which only ever retried heartbeat-stale trials).
+RETRY = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+
+
 class StorageError(FmnistError):
     """A storage URL is malformed, or its database cannot be reached."""
 
@@ -98,7 +102,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             return optuna.storages.RDBStorage(
                 parsed.render_as_string(hide_password=False), engine_kwargs=engine_kwargs,
                 heartbeat_interval=interval, grace_period=grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+                heartbeat_stale_trial_callback=RETRY(max_retry=1))
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         raise StorageError(f"--storage {hide_password(url)}: cannot open the study database "
                            f"({_reason(exc, parsed.password)})") from None
