@@ -5,15 +5,15 @@ and what a second worker and the PostgreSQL storage cost.
     .venv/bin/python benchmarks/tune.py --trials 6 --limit 3000 --epochs 2 --seeds 1 --full-epochs 2
 
 1. Search: configs/tune-writeup002.yaml, --trials N at --limit L --epochs E, TPE + Hyperband against
-   random sampling without pruning, for each seed: best validation accuracy (500 training images per
-   class held out), trials pruned, wall seconds.
+   random sampling without pruning, for each seed: best validation accuracy (--val, default 500 training
+   images per class held out), trials pruned, wall seconds.
 2. The best config found (over the TPE studies), trained on the whole training set for --full-epochs
    (default 5, write-up 002's) and evaluated on the test set, against write-up 002's default config and `--recipe fast` trained
    the same way.
 3. Workers: the TPE study again with 1 and with 2 workers on one PostgreSQL study (a throw-away server
-   started as tests/postgres.py does, or --postgres URL): wall seconds, and the storage overhead per
-   trial = (study wall time x workers - the trials' own time) / trials: the count under the budget
-   lock, ask, tell, the progress line.
+   started as tests/postgres.py does, or --postgres URL): wall seconds, and the time outside trials
+   per trial = (study wall time x workers - the trials' own time) / trials: the storage (the count
+   under the budget lock, ask, tell), but also the study's set-up and its figures at the end.
 
 Markdown on stdout; every number in benchmarks/results/tune.json.
 """
@@ -40,7 +40,7 @@ def search(out: Path, args, seed: int, sampler: str, pruner: str, dataset, stora
     from fmnist.tuning.space import load_space
 
     base = dataclasses.replace(load_space(SPACE).base_config(), limit=args.limit, epochs=args.epochs, seed=seed,
-                               device="cpu", val="balanced:500")
+                               device="cpu", val=args.val)
     started = time.perf_counter()
     summary = fmnist.tune(SPACE, out, trials=args.trials, config=base, sampler=sampler, pruner=pruner,
                           storage=storage, workers=workers, study=f"bench-{sampler}-{seed}-{workers}-{time.time_ns()}",
@@ -59,8 +59,9 @@ def train_full(config_values: dict, args, dataset) -> dict:
     from fmnist.engine.config import build_config, config_from_dict
     from fmnist.engine.trainer import fit
 
-    if "recipe_only" in config_values:
-        config = build_config(recipe=config_values["recipe_only"], device="cpu", val="test", checkpoint="none")
+    if "recipe_only" in config_values:  # build_config keeps the recipe's warm-up share at another length
+        config = build_config(recipe=config_values["recipe_only"], device="cpu", val="test", checkpoint="none",
+                              epochs=args.full_epochs)
     else:
         config = config_from_dict({**config_values, "device": "cpu", "val": "test", "checkpoint": "none",
                                    "limit": args.full_limit})
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=12000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--val", default="balanced:500", help="the trials' hold-out (per class with balanced:)")
     parser.add_argument("--full-epochs", type=int, default=5, help="epochs of every full run (002 trains 5)")
     parser.add_argument("--full-limit", type=int, default=None, help="training images of the full runs (default: all)")
     parser.add_argument("--postgres", help="a PostgreSQL URL for the workers part (default: start a throw-away server)")
@@ -160,7 +162,7 @@ def report(results: dict, args) -> None:
     for name, run in results["full"].items():
         print(f"| {name} | {run['epochs']} | {run['test_accuracy'] * 100:.2f} | {run['train_seconds']:.0f} |")
     if results["workers"]:
-        print("\n| PostgreSQL workers | wall s | best val accuracy % | storage overhead per trial, s |")
+        print("\n| PostgreSQL workers | wall s | best val accuracy % | time outside trials per trial, s |")
         print("|---|---|---|---|")
         for run in results["workers"]:
             print(f"| {run['workers']} | {run['wall_seconds']:.0f} | {run['best'] * 100:.2f} | "

@@ -99,9 +99,9 @@ def tune(space, out: str | Path, trials: int, config: TrainConfig | None = None,
     with folder.locked():
         job = TuneJob(space, base, out, url, study, trials, timeout, sampler, pruner, metric, quiet, workers)
         started = time.perf_counter()
-        optuna_study = _create_or_join(job, resume)  # before the data: a wrong --storage costs no time
         dataset = dataset if dataset is not None else load_dataset(base.data)
-        _check_validation(base, dataset)
+        _check_validation(base, dataset)  # before the study exists: a refused --val leaves no empty study
+        optuna_study = _create_or_join(job, resume)
         if workers == 1:
             work(job, 0, None, dataset)
         else:
