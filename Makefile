@@ -10,7 +10,7 @@ RUN_DIR ?= runs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 
-.PHONY: run test bench fuzz install data browser clean
+.PHONY: run test bench fuzz install data browser services clean
 
 # The main job: look at the data, train write-up 000's baseline with its recipe (training ends with the
 # test-set evaluation, its figures and report.html in the run folder), export it to ONNX and predict a
@@ -25,7 +25,7 @@ run: data
 	$(BIN)/python -c "import fmnist, PIL.Image as I; I.fromarray(fmnist.load_dataset().test.images[1]).save('$(RUN_DIR)/sample_image.png')"
 	$(BIN)/fmnist predict $(RUN_DIR)/baseline/model.onnx $(RUN_DIR)/sample_image.png --show-input $(RUN_DIR)/predict
 
-test: data browser
+test: data browser services
 	$(BIN)/python -m pytest -q
 
 # The browser test of `fmnist serve`'s page drives the system's Chromium (never a downloaded one). As root
@@ -78,6 +78,19 @@ data: install
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null; }; \
 	}
 	$(BIN)/fmnist data
+
+# `fmnist tune`'s tests start a real PostgreSQL server of their own (tests/postgres.py). In CI
+# (CI=true) a missing PostgreSQL is installed (Debian's `postgresql`), and its tests never skip;
+# elsewhere they are skipped with a note when it is missing.
+services: install
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$CI" = true ]; then \
+	    echo "fmnist: installing Debian's postgresql for the tune tests"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get install -y -q postgresql >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q postgresql >/dev/null; }; \
+	  else echo "fmnist: note: PostgreSQL is not installed; the tune tests that need it will be skipped"; fi; \
+	}
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) .pytest_cache src/*.egg-info

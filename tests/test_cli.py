@@ -36,7 +36,7 @@ def test_help_lists_the_commands():
     out = run("--help").stdout
     listed = re.findall(r"^  ([a-z][a-z-]+) ", out[out.index("Commands:"):], flags=re.M)
     assert listed == ["info", "data", "explore", "models", "summary", "train", "cv", "lr-find", "evaluate",
-                      "report", "activations", "predict", "export", "serve"]
+                      "report", "activations", "predict", "export", "tune", "serve"]
 
 
 def test_info_on_the_official_data():

@@ -29,7 +29,10 @@ FORBIDDEN = {
     "fmnist.models": ("fmnist.engine", "fmnist.inference", "fmnist.report", "fmnist.workflows", "fmnist.cli",
                       "fmnist.modelfile", "fmnist.data"),
     "fmnist.modelfile": ("fmnist.engine", "fmnist.inference", "fmnist.report", "fmnist.workflows", "fmnist.cli"),
-    "fmnist.engine": ("fmnist.report", "fmnist.workflows", "fmnist.cli", "fmnist.inference", "fmnist.export"),
+    "fmnist.engine": ("fmnist.report", "fmnist.workflows", "fmnist.cli", "fmnist.inference", "fmnist.export",
+                      "fmnist.tuning"),
+    # the search space and the study's storage: over the engine, under the workflows
+    "fmnist.tuning": ("fmnist.report", "fmnist.workflows", "fmnist.cli", "fmnist.inference", "fmnist.export"),
     "fmnist.inference": ("fmnist.engine", "fmnist.report", "fmnist.workflows", "fmnist.cli", "fmnist.export"),
     "fmnist.export": ("fmnist.engine", "fmnist.report", "fmnist.workflows", "fmnist.cli"),
     # report draws from what it is handed: no training, no model loading, no feature maps of its own

@@ -17,6 +17,7 @@ _LAZY = {
     "build_config": ("fmnist.engine.config", "build_config"),
     "train": ("fmnist.workflows.train_run", "train"),
     "cross_validate": ("fmnist.workflows.crossval", "cross_validate"),
+    "tune": ("fmnist.workflows.tune", "tune"),
     "evaluate": ("fmnist.workflows.evaluate_file", "evaluate_file"),
     "find_lr": ("fmnist.workflows.lr_find", "find_lr"),
     "load_model": ("fmnist.modelfile", "load_model"),
@@ -63,4 +64,5 @@ __all__ = [
     "predict",
     "save_model",
     "train",
+    "tune",
 ]

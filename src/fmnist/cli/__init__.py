@@ -19,7 +19,7 @@ try:  # typer 0.2x carries its own copy of click (typer._click), whose exception
 except ImportError:  # older typer runs on click itself
     from click.exceptions import ClickException, UsageError
 
-from fmnist.cli import data, train, evaluate, predict, serve  # noqa: F401, I001  (each registers its commands, in this order)
+from fmnist.cli import data, train, evaluate, predict, tune, serve  # noqa: F401, I001  (each registers its commands, in this order)
 from fmnist.cli._common import app, state
 
 

@@ -1,0 +1,173 @@
+"""`fmnist tune` on write-up 002's space: what a search finds, what the sampler and pruner are worth,
+and what a second worker and the PostgreSQL storage cost.
+
+    .venv/bin/python benchmarks/tune.py                      # the issue's settings (hours on 2 CPU cores)
+    .venv/bin/python benchmarks/tune.py --trials 6 --limit 3000 --epochs 2 --seeds 1 --full-epochs 2
+
+1. Search: configs/tune-writeup002.yaml, --trials N at --limit L --epochs E, TPE + Hyperband against
+   random sampling without pruning, for each seed: best validation accuracy (--val, default 500 training
+   images per class held out), trials pruned, wall seconds.
+2. The best config found (over the TPE studies), trained on the whole training set for --full-epochs
+   (default 5, write-up 002's) and evaluated on the test set, against write-up 002's default config and `--recipe fast` trained
+   the same way.
+3. Workers: the TPE study again with 1 and with 2 workers on one PostgreSQL study (a throw-away server
+   started as tests/postgres.py does, or --postgres URL): wall seconds, and the time outside trials
+   per trial = (study wall time x workers - the trials' own time) / trials: the storage (the count
+   under the budget lock, ask, tell), but also the study's set-up and its figures at the end.
+
+Markdown on stdout; every number in benchmarks/results/tune.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SPACE = HERE.parent / "configs" / "tune-writeup002.yaml"
+
+
+def search(out: Path, args, seed: int, sampler: str, pruner: str, dataset, storage=None, workers=1) -> dict:
+    import fmnist
+    from fmnist.tuning.space import load_space
+
+    base = dataclasses.replace(load_space(SPACE).base_config(), limit=args.limit, epochs=args.epochs, seed=seed,
+                               device="cpu", val=args.val)
+    started = time.perf_counter()
+    summary = fmnist.tune(SPACE, out, trials=args.trials, config=base, sampler=sampler, pruner=pruner,
+                          storage=storage, workers=workers, study=f"bench-{sampler}-{seed}-{workers}-{time.time_ns()}",
+                          dataset=dataset if workers == 1 else None)
+    wall = time.perf_counter() - started
+    trial_seconds = sum(trial["seconds"] or 0.0 for trial in summary["trials"])
+    return {"seed": seed, "sampler": sampler, "pruner": pruner, "workers": workers, "wall_seconds": wall,
+            "best": summary["best"]["value"] if summary["best"] else None,
+            "best_config": summary["best"]["config"] if summary["best"] else None,
+            "pruned": summary["counts"].get("pruned", 0), "failed": summary["counts"].get("fail", 0),
+            "trial_seconds": trial_seconds,
+            "overhead_per_trial": max(0.0, wall * workers - trial_seconds) / max(1, len(summary["trials"]))}
+
+
+def train_full(config_values: dict, args, dataset) -> dict:
+    from fmnist.engine.config import build_config, config_from_dict
+    from fmnist.engine.trainer import fit
+
+    if "recipe_only" in config_values:  # build_config keeps the recipe's warm-up share at another length
+        config = build_config(recipe=config_values["recipe_only"], device="cpu", val="test", checkpoint="none",
+                              epochs=args.full_epochs)
+    else:
+        config = config_from_dict({**config_values, "device": "cpu", "val": "test", "checkpoint": "none",
+                                   "limit": args.full_limit})
+    config = dataclasses.replace(config, epochs=args.full_epochs, limit=args.full_limit)
+    with tempfile.TemporaryDirectory() as out:
+        result = fit(config, Path(out) / "run", dataset=dataset)
+    return {"test_accuracy": result.history[-1]["val_accuracy"], "epochs": config.epochs,
+            "train_seconds": sum(row["seconds"] for row in result.history)}
+
+
+def _mean_std(values: list[float]) -> str:
+    values = [value for value in values if value is not None]
+    if not values:
+        return "—"
+    spread = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values) * 100:.2f}{spread}"
+
+
+def machine() -> dict:
+    cpu, flags = platform.processor(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = " ".join(flag for flag in line.split(":", 1)[1].split()
+                                 if flag.startswith(("avx", "amx", "fma")))
+    except OSError:
+        pass
+    return {"cpu": cpu, "flags": flags, "cores": os.cpu_count(), "load_average": os.getloadavg()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--limit", type=int, default=12000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--val", default="balanced:500", help="the trials' hold-out (per class with balanced:)")
+    parser.add_argument("--full-epochs", type=int, default=5, help="epochs of every full run (002 trains 5)")
+    parser.add_argument("--full-limit", type=int, default=None, help="training images of the full runs (default: all)")
+    parser.add_argument("--postgres", help="a PostgreSQL URL for the workers part (default: start a throw-away server)")
+    parser.add_argument("--skip-workers", action="store_true")
+    args = parser.parse_args()
+
+    from fmnist.data.dataset import load_dataset
+
+    dataset = load_dataset(download=False)
+    results = {"command": " ".join(sys.argv), "machine": machine(), "searches": [], "full": {}, "workers": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        for seed in range(1, args.seeds + 1):
+            for sampler, pruner in (("tpe", "hyperband"), ("random", "none")):
+                results["searches"].append(search(scratch / f"{sampler}-{seed}", args, seed, sampler, pruner, dataset))
+                print(f"# {results['searches'][-1]}", file=sys.stderr)
+        tpe = [run for run in results["searches"] if run["sampler"] == "tpe" and run["best"] is not None]
+        best = max(tpe, key=lambda run: run["best"])["best_config"]
+        from fmnist.engine.config import load_config_file
+
+        default = load_config_file(HERE.parent / "configs" / "writeup002-fmnistcnn.yaml")
+        for name, values in (("best found", best), ("002 default", default), ("--recipe fast", {"recipe_only": "fast"})):
+            results["full"][name] = train_full(values, args, dataset)
+            print(f"# {name}: {results['full'][name]}", file=sys.stderr)
+        if not args.skip_workers:
+            server = None
+            url = args.postgres
+            if url is None:
+                sys.path.insert(0, str(HERE.parent / "tests"))
+                from postgres import start_server  # the tests' throw-away server
+
+                server = start_server()
+                url = server.url
+            try:
+                for workers in (1, 2):
+                    results["workers"].append(search(scratch / f"w{workers}", args, 1, "tpe", "hyperband", dataset,
+                                                     storage=url, workers=workers))
+                    print(f"# {results['workers'][-1]}", file=sys.stderr)
+            finally:
+                if server is not None:
+                    server.stop()
+    report(results, args)
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "tune.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def report(results: dict, args) -> None:
+    print(f"{args.trials} trials per study, --limit {args.limit} --epochs {args.epochs}, {args.seeds} seed(s); "
+          f"{results['machine']['cpu']}, load average {results['machine']['load_average'][0]:.1f}\n")
+    print("| search | best val accuracy % (mean ± std) | pruned trials (mean) | wall s (mean) |")
+    print("|---|---|---|---|")
+    for sampler, pruner in (("tpe", "hyperband"), ("random", "none")):
+        runs = [run for run in results["searches"] if run["sampler"] == sampler]
+        print(f"| {sampler} + {pruner} | {_mean_std([run['best'] for run in runs])} | "
+              f"{statistics.mean(run['pruned'] for run in runs):.1f} | "
+              f"{statistics.mean(run['wall_seconds'] for run in runs):.0f} |")
+    print("\n| trained on the full training set | epochs | test accuracy % | train s |")
+    print("|---|---|---|---|")
+    for name, run in results["full"].items():
+        print(f"| {name} | {run['epochs']} | {run['test_accuracy'] * 100:.2f} | {run['train_seconds']:.0f} |")
+    if results["workers"]:
+        print("\n| PostgreSQL workers | wall s | best val accuracy % | time outside trials per trial, s |")
+        print("|---|---|---|---|")
+        for run in results["workers"]:
+            print(f"| {run['workers']} | {run['wall_seconds']:.0f} | {run['best'] * 100:.2f} | "
+                  f"{run['overhead_per_trial']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
