@@ -10,7 +10,7 @@ RUN_DIR ?= runs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 
-.PHONY: run test bench fuzz install data browser services clean
+.PHONY: run test test-fast bench fuzz install data browser services clean
 
 # The main job: look at the data, train write-up 000's baseline with its recipe (training ends with the
 # test-set evaluation, its figures and report.html in the run folder), export it to ONNX and predict a
@@ -25,8 +25,15 @@ run: data
 	$(BIN)/python -c "import fmnist, PIL.Image as I; I.fromarray(fmnist.load_dataset().test.images[1]).save('$(RUN_DIR)/sample_image.png')"
 	$(BIN)/fmnist predict $(RUN_DIR)/baseline/model.onnx $(RUN_DIR)/sample_image.png --show-input $(RUN_DIR)/predict
 
+# The whole suite, one pytest worker per core (pytest-xdist; a test file stays on one worker, so its
+# module fixtures are built once). Each worker's torch gets one thread: two workers with two threads
+# each would fight over two cores. `make test-fast` leaves out the tests marked slow.
+TEST_WORKERS ?= auto
 test: data browser services
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+test-fast: data
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # The browser test of `fmnist serve`'s page drives the system's Chromium (never a downloaded one). As root
 # (CI), install Debian's package when it is missing; otherwise the test skips and says why (CI=true: fails).

@@ -34,6 +34,7 @@ def test_summary_of_a_model_and_of_a_spec(tmp_path):
     assert_one_line_error(run("summary", "--spec", spec, check_code=2), "conv0")
 
 
+@pytest.mark.slow
 def test_train_then_evaluate(tmp_path, small_idx_dir):
     out = tmp_path / "run"
     result = run("train", "--data", small_idx_dir, "--epochs", "2", "--batch-size", "32", "--device", "cpu",
@@ -59,6 +60,7 @@ def test_train_quiet_prints_results_only(tmp_path, small_idx_dir):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_train_with_a_config_file_and_override(tmp_path, small_idx_dir):
     result = run("train", "--config", CONFIGS / "writeup004-conv3-dropout.yaml", "--epochs", "1", "--data", small_idx_dir,
                  "--out", tmp_path / "run", "--quiet")
@@ -67,6 +69,7 @@ def test_train_with_a_config_file_and_override(tmp_path, small_idx_dir):
     assert "model: conv3-dropout" in config and "val: split:0.2" in config and "seed: 2018" in config
 
 
+@pytest.mark.slow
 def test_train_with_the_fast_recipe_and_an_override(tmp_path, small_idx_dir):
     result = run("train", "--recipe", "fast", "--epochs", "2", "--batch-size", "64", "--data", small_idx_dir,
                  "--device", "cpu", "--precision", "fp32", "--out", tmp_path / "run")

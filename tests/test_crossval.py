@@ -68,6 +68,7 @@ def test_cv_command_prints_results_even_when_quiet(tmp_path, small_idx_dir):
     assert "mean %" in report
 
 
+@pytest.mark.slow
 def test_stratified_cv_of_two_specs_keeps_both(tmp_path, small_idx_dir):
     spec = tmp_path / "tiny.yaml"
     spec.write_text("conv0: {pad: 1, channels: 4, filter: 3, stride: 1, pool: 2, activation: relu}\n"

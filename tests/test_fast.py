@@ -145,6 +145,7 @@ def test_feature_maps_of_a_tta_model_are_of_the_image_not_its_mirror(batch):
     assert list(maps)[0] == "stem.0" and np.allclose(maps["stem.0"], conv.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_short_fast_run_learns_with_augmentation(tmp_path, fashion):
     small = fashion.limit(train=2000, test=500)
     config = build_config(recipe="fast", epochs=3, batch_size=64, device="cpu", checkpoint="none", precision="fp32",

@@ -69,6 +69,7 @@ CONFIGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_a_fixed_seed_reproduces_the_recorded_run(name, fashion, tmp_path):
     # Recorded with 2 threads: another count sums in another order, and at the fast recipe's learning

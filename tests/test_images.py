@@ -31,6 +31,7 @@ def png_bytes(image: Image.Image, **params) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_every_dataset_image_passes_through_unchanged(fashion):
     """All 70,000: including the few whose object covers the border or a corner (train 41623, a bag)."""
     for image in np.concatenate([fashion.test.images, fashion.train.images]):

@@ -19,6 +19,7 @@ CASES = [("baseline", "sgd", 0.5), ("baseline", "adam", 0.5), ("conv3", "sgd", 0
          ("minivgg", "sgd", 0.4)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,optimizer,floor", CASES)
 def test_the_suggested_rate_trains(model, optimizer, floor, fashion, tmp_path):
     data = fashion.limit(train=3000, test=200)

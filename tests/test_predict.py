@@ -239,6 +239,7 @@ def test_onnx_matches_pytorch_on_the_test_set_at_any_batch_size(model_path, onnx
     assert predictor.classes == list(fashion.classes) and predictor.image_spec == images.FASHION_SPEC
 
 
+@pytest.mark.slow
 def test_every_architecture_exports(tmp_path, fashion):
     import torch
 
@@ -467,6 +468,7 @@ def test_the_onnx_path_never_imports_torch(tmp_path, onnx_path, fashion):
     assert "Pullover (2)" in result.stdout
 
 
+@pytest.mark.slow
 def test_export_command(tmp_path, model_path, small_idx_dir):
     target = tmp_path / "exported.onnx"
     result = run("export", model_path, "--out", target, "--data", small_idx_dir)

@@ -95,6 +95,7 @@ def bf16_run(tmp_path_factory, small_idx_dir):
 # --- 1. Ctrl-C: exit status 130 and the resume hint ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_with_the_resume_hint_and_the_run_resumes(tmp_path, small_idx_dir):
     out = tmp_path / "run"
     epochs = 10  # tiny epochs (64 images); a Ctrl-C during the final evaluation and report also exits 130

@@ -69,6 +69,7 @@ def test_redraw_refuses_mismatched_test_images(own_copy, fashion):
     assert "not the ones evaluated" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_report_and_activations_commands(tmp_path, trained, small_idx_dir):
     out, _ = trained
     evaluated = run("evaluate", out / "model.safetensors", "--data", small_idx_dir, "--out", tmp_path / "eval", "--quiet")

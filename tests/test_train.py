@@ -92,6 +92,7 @@ class _Interrupt:
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,optimizer,schedule,extra", [
     ("conv3-dropout", "adam", "cosine", {}),
     ("minivgg", "sgd", "time-decay", {}),

@@ -75,6 +75,7 @@ def _wait_for_epoch(process: subprocess.Popen, epoch: int) -> None:
     raise AssertionError(f"the run ended before epoch {epoch} (exit {process.wait()})")
 
 
+@pytest.mark.slow
 def test_a_run_is_locked_while_it_trains_and_resumes_after_a_kill(tmp_path, small_idx_dir):
     out = tmp_path / "run"
     first = _train_in_background(out, small_idx_dir)
