@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -71,3 +74,12 @@ def test_cli_bad_threads_are_one_line_errors(tmp_path, small_idx_dir, value, fra
                  "--out", tmp_path / "run", check_code=2)
     assert_one_line_error(result, fragment)
 
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_fmnist_makes_openmp_threads_sleep_unless_the_user_said_otherwise(given, expected):
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    done = subprocess.run([sys.executable, "-c", "import os, fmnist; print(os.environ['OMP_WAIT_POLICY'])"],
+                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == expected
