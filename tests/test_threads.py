@@ -83,3 +83,10 @@ def test_importing_fmnist_makes_openmp_threads_sleep_unless_the_user_said_otherw
     done = subprocess.run([sys.executable, "-c", "import os, fmnist; print(os.environ['OMP_WAIT_POLICY'])"],
                           env=env, capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == expected
+
+
+def test_resume_takes_threads_like_device(tmp_path):
+    # a setting of the machine, not of the run: --resume refuses the run's own options, not this one
+    result = run("train", "--resume", tmp_path / "nothing", "--threads", "1", "--quiet", check_code=2)
+    assert_one_line_error(result)
+    assert "drop" not in result.stderr
