@@ -1,6 +1,10 @@
 """Seconds per training epoch against torch's thread settings, on an idle CPU and beside a busy process.
 
-    .venv/bin/python benchmarks/threads.py --repeats 3            # results/threads.json, about 15 min
+    .venv/bin/python benchmarks/threads.py --repeats 3 --images 4000 --config "2 threads (torch's default)" \
+        --config "1 thread" --config "2 threads, OMP_WAIT_POLICY=PASSIVE" --config "2 threads, interop threads 1"
+
+(results/threads.json; 50 minutes on a shared 2-core machine at load 9-13; every configuration, the
+default, takes half as long again.)
 
 Two workloads, each one epoch of fmnist's own trainer (`fit`, fp32, no checkpoint, validation on 1,000
 test images, not timed) on the first --images training images: the `baseline` recipe at batch 32
