@@ -5,6 +5,14 @@ The data layer imports quickly; everything that needs torch is loaded on first u
 """
 
 import importlib
+import os
+
+# OpenMP worker threads that wait for work by sleeping, not by spinning: torch's CPU kernels (libgomp)
+# otherwise spin between operators, and beside another busy process that spinning took a 2-core
+# machine's training epoch from seconds to tens of seconds (benchmarks/threads.py, README "Threads").
+# libgomp reads this once, when torch loads it, so it is set here, before anything imports torch;
+# a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from fmnist.data.dataset import FASHION_CLASSES, Dataset, Split, load_dataset
 from fmnist.errors import DataError, FmnistError

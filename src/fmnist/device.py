@@ -85,3 +85,33 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         pass
     return False
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_threads(threads: int = 0) -> int:
+    """The intra-op thread count for `--threads N`: N itself, or for 0 (automatic) every core this
+    process may use. More threads than cores only ever slows torch down, so that is an error."""
+    cores = available_cores()
+    if threads == 0:
+        return cores
+    if threads > cores:
+        raise FmnistError(f"threads: {threads} is more than the {cores} CPU core{'s' if cores != 1 else ''} this "
+                          f"process may use; give at most {cores}, or 0 for automatic")
+    return threads
+
+
+def use_threads(threads: int = 0) -> int:
+    """Set torch's intra-op threads (resolve_threads) for this process; returns the count now used."""
+    import torch  # torch on first use (module docstring)
+
+    count = resolve_threads(threads)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count

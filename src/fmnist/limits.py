@@ -68,6 +68,8 @@ MAX_JSON_BYTES = 64 << 20
 MAX_DEPTH = 32
 # A seed: numpy's and torch's generators take any 32-bit value; the fold seeds (seed + fold - 1) stay in range.
 MAX_SEED = 2**31 - 1
+# --threads: a config names at most this many; the machine's own core count is checked when training starts.
+MAX_THREADS = 1024
 
 
 def bytes_text(count: int) -> str:

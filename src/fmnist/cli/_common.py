@@ -126,6 +126,8 @@ TRAINING_OPTIONS = {
     "device": _training_option(str, "--device", "auto | cpu | cuda."),
     "precision": _training_option(str, "--precision", "auto | fp32 | bf16: autocast for training; auto = bf16 "
                                   "where the hardware has it (CUDA, AVX512-BF16/AMX CPUs)."),
+    "threads": _training_option(int, "--threads", "CPU threads for torch's operators; 0 = automatic (every core "
+                                "this process may use). 1 keeps a shared, busy machine from slowing training."),
     "recipe": option(str, "--recipe", "A named recipe (fast): its values sit under --config and the options."),
     "limit": option(int, "--limit", "Train on the first N training images only (smoke runs)."),
     "checkpoint": _training_option(str, "--checkpoint", "best | every | none."),

@@ -31,8 +31,8 @@ from fmnist.runfolder import RunFolder
 
 # Every option a training run takes, in the order --help lists them.
 TRAINING = ("model", "spec", "epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-            "schedule", "warmup_epochs", "label_smoothing", "augment", "val", "seed", "device", "precision", "recipe",
-            "limit", "checkpoint", "early_stop", "config")
+            "schedule", "warmup_epochs", "label_smoothing", "augment", "val", "seed", "device", "precision", "threads",
+            "recipe", "limit", "checkpoint", "early_stop", "config")
 
 
 def _load_spec(spec: Optional[Path]) -> Optional[dict]:
@@ -92,13 +92,16 @@ def train(
     """Train a model; evaluate it on the test set; write the run folder with its report.html."""
     if resume is not None:
         given = sorted(key for key, value in {**options, "data": data}.items()
-                       if value is not None and key not in ("device", "config", "spec"))
+                       if value is not None and key not in ("device", "threads", "config", "spec"))
         if given or options["spec"] or options["config"] or out:
             dropped = ", ".join("--" + key.replace("_", "-") for key in given) or "the other options"
             raise FmnistError(f"--resume continues the run as configured in {resume}/config.yaml; drop {dropped}")
         settings = load_run_config(resume)
         if options["device"]:
             settings.device = options["device"]
+        if options["threads"] is not None:  # like --device, a setting of this machine, not of the run
+            settings.threads = options["threads"]
+            settings.validate()
         out = resume
     else:
         settings = _settings(options, data)
@@ -176,7 +179,8 @@ def cv(
 
 
 @command("lr-find", short_help="A learning-rate sweep and a suggested rate.")
-@training_options("model", "spec", "batch_size", "optimizer", "momentum", "seed", "device", "limit", "config")
+@training_options("model", "spec", "batch_size", "optimizer", "momentum", "seed", "device", "threads", "limit",
+                  "config")
 def lr_find(
     options: dict,
     start_lr: Annotated[float, typer.Option("--start-lr", help="First learning rate of the sweep.")] = 1e-7,

@@ -19,7 +19,7 @@ from fmnist.device import PRECISIONS
 from fmnist.engine.augment import AUGMENTS
 from fmnist.engine.recipes import RECIPES, recipe_values
 from fmnist.errors import FmnistError
-from fmnist.limits import MAX_CONFIG_BYTES, MAX_SEED
+from fmnist.limits import MAX_CONFIG_BYTES, MAX_SEED, MAX_THREADS
 from fmnist.runfolder import RunFolder
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 1  # seeds weights, shuffling, dropout and hold-out splits; same seed on CPU = same run
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16: autocast for the forward pass; auto = bf16 where native (device.py)
+    threads: int = 0  # torch's intra-op CPU threads; 0 = automatic (device.py: resolve_threads)
     limit: int | None = None  # train on the first N training images only (smoke runs)
     checkpoint: str = "best"  # best: keep the best-val_accuracy weights; every: one file per epoch; none
     early_stop: int | None = None  # stop after this many epochs without a better val_accuracy
@@ -103,6 +104,8 @@ class TrainConfig:
         # scikit-learn's splitters (the folds, the hold-outs) take seeds below 2**32; cv adds the fold number
         need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED,
              f"seed: must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
+        need(isinstance(self.threads, int) and not isinstance(self.threads, bool) and 0 <= self.threads <= MAX_THREADS,
+             f"threads: must be 0 (automatic) or a number of threads from 1 to {MAX_THREADS}, got {self.threads!r}")
         for name in ("lr", "momentum", "weight_decay", "label_smoothing", "decay", "step_gamma"):
             value = getattr(self, name)
             need(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)),

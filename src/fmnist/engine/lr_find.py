@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from fmnist import models
 from fmnist.data.dataset import Dataset
-from fmnist.device import resolve_device
+from fmnist.device import resolve_device, use_threads
 from fmnist.engine.config import TrainConfig
 from fmnist.engine.schedule import make_optimizer
 from fmnist.errors import FmnistError
@@ -31,6 +31,7 @@ def lr_find(config: TrainConfig, dataset: Dataset, start: float = 1e-7, end: flo
     if not 0 < start < end:
         raise FmnistError(f"lr-find: need 0 < --start-lr < --end-lr, got {start} and {end}")
     device = resolve_device(config.device)
+    use_threads(config.threads)
     torch.manual_seed(config.seed)
     model = models.build(models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes,
                                                  options=config.model_options)).to(device)

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from fmnist import models
 from fmnist.data.dataset import FASHION_CLASSES, Dataset, load_dataset
-from fmnist.device import resolve_device, resolve_precision
+from fmnist.device import resolve_device, resolve_precision, use_threads
 from fmnist.engine import resume as resume_state
 from fmnist.engine.augment import Augment
 from fmnist.engine.config import TrainConfig, dump_config, parse_val
@@ -95,6 +95,7 @@ class FitResult:
     train_images: int
     device: str
     precision: str  # fp32 | bf16: what --precision chose on this machine
+    threads: int  # torch's intra-op CPU threads the run used (--threads, 0: automatic)
     image_spec: ImageSpec
     # The test set's logits (N, C) under the returned weights when the last validation ran on the test
     # set (--val test, no early-stopping restore): the final evaluation need not compute them again.
@@ -150,7 +151,8 @@ def fit(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, pr
     return FitResult(run.path, training.model, training.architecture, dataset.classes, history, config,
                      run.checkpoint(best.path) if best.path else None, stopped_early,
                      patience_ran_out and best.weights is not None, training.data.val_name, len(training.data.train_x),
-                     str(training.device), "bf16" if training.amp_dtype is not None else "fp32", training.data.image_spec,
+                     str(training.device), "bf16" if training.amp_dtype is not None else "fp32", torch.get_num_threads(),
+                     training.data.image_spec,
                      test_logits=training.val_logits if training.data.val_is_test and not patience_ran_out else None)
 
 
@@ -158,6 +160,7 @@ def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.nda
     """A fresh, seeded model with its optimizer, and the data on the device. The order of the steps
     is part of the result: torch.manual_seed comes first, then the model draws its weights."""
     device = resolve_device(config.device)
+    use_threads(config.threads)
     torch.manual_seed(config.seed)  # one place: weights, dropout and augmentation (the shuffle has its own)
     architecture = models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes,
                                            options=config.model_options)
@@ -266,7 +269,7 @@ def _announce(progress: Progress, training: Training, dataset: Dataset, split) -
         progress.note("note: --early-stop with --val test picks the weights on the test set, so the test accuracy "
                       "is optimistic; hold out validation images with --val split:0.1 for an honest figure")
     progress.note(f"training {config.model_name} on {len(data.train_x):,} images, validating on {len(data.val_x):,} "
-                  f"({data.val_name}), device {training.device.type}, "
+                  f"({data.val_name}), device {training.device.type} ({torch.get_num_threads()} CPU threads), "
                   f"{'bf16 autocast' if training.amp_dtype is not None else 'fp32'}")
     if config.schedule == "linear":
         progress.note(f"learning rate {config.resolved_lr():g}: linear warm-up over {config.warmup_epochs:g} "

@@ -94,4 +94,5 @@ def run_metrics(fitted: FitResult, test: Evaluation) -> dict:
         "validation": fitted.val_name,
         "device": fitted.device,
         "precision": fitted.precision,  # what --precision auto chose on this machine
+        "threads": fitted.threads,  # torch's intra-op CPU threads (what --threads 0 chose)
     }
