@@ -322,7 +322,7 @@ def test_onnx_export_refuses_a_graph_that_differs_and_writes_nothing(tmp_path, f
 # --- 5. --help of every command -------------------------------------------------------------------------
 
 COMMANDS = ["info", "data", "explore", "models", "summary", "train", "cv", "lr-find", "evaluate", "report",
-            "activations", "predict", "export"]
+            "activations", "predict", "export", "tune", "serve"]
 
 
 def test_help_of_every_command_shows_its_options():

@@ -104,8 +104,15 @@ def build(architecture: Mapping) -> nn.Module:
 def skeleton(architecture: Mapping) -> nn.Module:
     """The model `architecture` describes on PyTorch's meta device: every shape, no memory and no random
     numbers drawn. An architecture over MAX_PARAMETERS (counted as Keras counts) is refused."""
-    with torch.device("meta"):
-        model = _construct(architecture)
+    try:
+        with torch.device("meta"):
+            model = _construct(architecture)
+    except RuntimeError as exc:
+        # A Ctrl-C at the wrong moment leaves torch's device context unbalanced, and its exit raises
+        # "trying to pop from empty mode stack" in place of the interrupt: give the interrupt back.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
     total = keras_param_counts(model)[0]
     if total > MAX_PARAMETERS:
         raise FmnistError(f"architecture: {total:,} parameters, more than the limit of {MAX_PARAMETERS:,}")
