@@ -306,3 +306,165 @@ def test_directory_with_no_known_layout(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(DataError, match="no dataset found; expected the four IDX files"):
         load_dataset(tmp_path, download=False)
+
+
+# --- each reader's and writer's details, word for word (issue 11's mutation run) ------------------------
+
+
+def _data_error(call) -> str:
+    with pytest.raises(DataError) as caught:
+        call()
+    return str(caught.value)
+
+
+def test_idx_writer_refuses_what_idx_cannot_hold():
+    with pytest.raises(ValueError, match=r"^IDX cannot store dtype int64$"):
+        formats.idx_bytes(np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match=r"^IDX needs 1 to 255 dimensions, got 0$"):
+        formats.idx_bytes(np.array(7, np.uint8))
+    # The header: two zero bytes, the type code, the number of dimensions, then each size as 4 big-endian bytes.
+    assert formats.idx_bytes(np.arange(6, dtype=">i2").reshape(2, 3)) == (
+        b"\x00\x00\x0b\x02" + b"\x00\x00\x00\x02\x00\x00\x00\x03" + b"\x00\x00\x00\x01\x00\x02\x00\x03\x00\x04\x00\x05")
+
+
+def test_idx_edge_cases_read_back(tmp_path):
+    path = tmp_path / "x-idx1-ubyte"
+    formats.write_idx(path, np.zeros(0, np.uint8))  # no labels at all: a header and nothing else
+    assert formats.read_idx(path).shape == (0,)
+    formats.write_idx(path, np.arange(6, dtype=np.uint8))
+    labels = formats.read_idx(path)
+    labels[0] = 9  # a writable array of its own, not a view of the file's bytes
+    assert labels.tolist() == [9, 1, 2, 3, 4, 5]
+    # Sizes are 4 bytes each: a dimension of 2**24 + 1 needs all four.
+    for shape in ((2**24 + 1,), (1, 2**24 + 1)):
+        formats.write_idx(path, np.zeros(shape, np.uint8))
+        assert formats.read_idx(path).shape == shape
+    for header, problem in ((b"\x00\x00\x08\x00", "not an IDX file: magic number 0x00000800: zero dimensions "
+                                                    "(the fourth byte counts them)"),
+                            (b"\x00\x00\x08\x01", "truncated IDX header: 1 dimensions need 8 bytes")):
+        path.write_bytes(header)  # four bytes: a whole magic number, and nothing after it
+        assert _data_error(lambda: formats.read_idx(path)) == f"{path}: {problem}"
+
+
+def test_a_gz_file_records_no_time(tmp_path):
+    """gzip's header has a modification time; 0 keeps the bytes the same whenever the file is written."""
+    path = tmp_path / "labels-idx1-ubyte.gz"
+    formats.write_idx(path, np.arange(10, dtype=np.uint8))
+    assert path.read_bytes()[4:8] == bytes(4)
+
+
+def test_every_empty_or_broken_file_names_itself(tmp_path):
+    empty = tmp_path / "empty-idx1-ubyte"
+    empty.write_bytes(b"")
+    assert _data_error(lambda: formats.read_idx(empty)) == f"{empty}: empty file"
+    truncated = tmp_path / "cut-idx1-ubyte.gz"
+    truncated.write_bytes(gzip.compress(formats.idx_bytes(np.arange(200, dtype=np.uint8)))[:-30])
+    assert _data_error(lambda: formats.read_idx(truncated)) == (
+        f"{truncated}: truncated gzip data (the download or copy was cut short)")
+    corrupt = tmp_path / "corrupt-idx1-ubyte.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00" + bytes(6) + b"not deflate data at all")
+    assert _data_error(lambda: formats.read_idx(corrupt)).startswith(f"{corrupt}: corrupt gzip data (")
+
+
+def _csv(path, header, *rows) -> str:
+    path.write_bytes(header + b"".join(b"\n" + row for row in rows))
+    return _data_error(lambda: formats.read_kaggle_csv(path))
+
+
+def _header(columns) -> bytes:
+    return ",".join(columns).encode()
+
+
+def _csv_row(label="3", **pixels) -> bytes:
+    fields = [label] + ["0"] * 784
+    for name, value in pixels.items():
+        fields[int(name.removeprefix("pixel"))] = value
+    return ",".join(fields).encode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("columns, detail", [
+    (formats.CSV_HEADER[:-2], "missing columns pixel783, pixel784"),
+    (formats.CSV_HEADER[:-3], "missing columns pixel782, pixel783, pixel784"),
+    (formats.CSV_HEADER[:-4], "missing columns pixel781, pixel782, pixel783 (and 1 more)"),
+    ([*formats.CSV_HEADER, "note"], "unknown column note"),
+    ([*formats.CSV_HEADER[:-1], "pixel785", "note"], "missing column pixel784; unknown columns pixel785, note"),
+    ([formats.CSV_HEADER[1], formats.CSV_HEADER[0], *formats.CSV_HEADER[2:]], "columns out of order"),
+])
+def test_a_bad_csv_header_says_which_columns(tmp_path, columns, detail):
+    path = tmp_path / "fashion-mnist_train.csv"
+    assert _csv(path, _header(columns), _csv_row()) == (
+        f"{path}: bad CSV header ({detail}); expected label,pixel1,...,pixel784")
+
+
+def test_a_csv_header_from_a_spreadsheet_is_read(tmp_path):
+    """Excel writes a byte-order mark and may quote every name."""
+    path = tmp_path / "fashion-mnist_train.csv"
+    path.write_bytes("\ufeff".encode() + _header(f'"{name}"' for name in formats.CSV_HEADER) + b"\n" + _csv_row("7"))
+    images, labels = formats.read_kaggle_csv(path)
+    assert labels.tolist() == [7] and images.shape == (1, 28, 28)
+    path.write_bytes(b"\xff" + _header(formats.CSV_HEADER) + b"\n" + _csv_row())  # not UTF-8: still one line
+    assert _data_error(lambda: formats.read_kaggle_csv(path)) == (
+        f"{path}: bad CSV header (missing column label; unknown column \ufffdlabel); expected label,pixel1,...,pixel784")
+
+
+def test_a_header_without_a_newline_has_no_rows(tmp_path):
+    path = tmp_path / "fashion-mnist_test.csv"
+    path.write_bytes(_header(formats.CSV_HEADER))
+    assert _data_error(lambda: formats.read_kaggle_csv(path)) == f"{path}: no data rows after the header"
+
+
+@pytest.mark.parametrize("rows, problem", [
+    ([_csv_row("9223372036854775808")], "line 2: label = 9223372036854775808 is out of range"),
+    ([_csv_row("-9223372036854775809")], "line 2: label = -9223372036854775809 is out of range"),
+    # the extremes of int64 are integers: the row's real problem is named
+    ([_csv_row("-9223372036854775808", pixel5="abc")], "line 2: pixel5 = 'abc' is not an integer"),
+    ([_csv_row("9223372036854775807", pixel5="abc")], "line 2: pixel5 = 'abc' is not an integer"),
+    ([_csv_row(pixel5="\udcff")], "line 2: pixel5 = '\ufffd' is not an integer"),  # a byte that is not UTF-8
+    ([_csv_row(), b"", _csv_row()[:-2]], "line 4: 784 values, expected 785"),  # past a blank line
+    ([_csv_row(pixel3="1_0")], "unreadable CSV data"),  # Python reads 1_0 as 10, numpy does not
+    ([_csv_row(pixel2="256")], "line 2: pixel2 = 256 is outside 0-255"),
+    ([_csv_row(pixel784="-1")], "line 2: pixel784 = -1 is outside 0-255"),
+])
+def test_each_bad_csv_row_is_named(tmp_path, rows, problem):
+    path = tmp_path / "fashion-mnist_train.csv"
+    assert _csv(path, _header(formats.CSV_HEADER), *rows) == f"{path}: {problem}"
+
+
+def test_the_largest_pixel_and_a_label_column_vector_are_written_and_read(tmp_path):
+    path = tmp_path / "train.csv"
+    images = np.full((2, 28, 28), 255, np.uint8)
+    formats.write_kaggle_csv(path, images, np.array([[4], [1]]))
+    back, labels = formats.read_kaggle_csv(path)
+    assert np.array_equal(back, images) and labels.tolist() == [4, 1]
+
+
+def test_image_folder_names_and_order(tmp_path):
+    assert formats.class_folder_name(3, " (Dress) ") == "3_Dress"
+    assert formats.class_folder_name(0, "T-shirt/top") == "0_T-shirt_top"
+    assert formats.class_folder_name(1, "X-ray ") == "1_X-ray"
+    # images as int64 (a CSV's columns, say) are written as 8-bit PNGs; the folders may exist already
+    formats.write_image_folder(tmp_path / "a", np.full((2, 28, 28), 200, np.int64), [0, 1], ["x", "y"])
+    formats.write_image_folder(tmp_path / "a", np.full((1, 28, 28), 100, np.int64), [1], ["x", "y"])
+    assert sorted(str(path.relative_to(tmp_path / "a")) for path in (tmp_path / "a").rglob("*.png")) == [
+        "0_x/00000.png", "1_y/00000.png", "1_y/00001.png"]
+    # eleven numbered classes, one image each, all called a.png: read back in label order, not path order
+    for label in range(11):
+        (tmp_path / "b" / f"{label}").mkdir(parents=True)
+        Image.new("L", (28, 28), label).save(tmp_path / "b" / f"{label}" / "a.png")
+    images, labels, classes = formats.read_image_folder(tmp_path / "b")
+    assert labels.tolist() == list(range(11)) and images[:, 0, 0].tolist() == list(range(11))
+    assert classes == [str(label) for label in range(11)] and labels.dtype == np.int64
+
+
+def test_class_folders_in_natural_order_and_what_is_not_a_class(tmp_path):
+    for name in ("shoe10", "shoe2", ".thumbnails"):
+        (tmp_path / name).mkdir()
+        Image.new("L", (28, 28)).save(tmp_path / name / "x.png")
+    (tmp_path / "README").write_text("not a class")
+    images, labels, classes = formats.read_image_folder(tmp_path)
+    assert classes == ["shoe2", "shoe10"] and labels.tolist() == [0, 1]
+    assert _data_error(lambda: formats.read_image_folder(tmp_path / "missing")) == (
+        f"{tmp_path / 'missing'}: no such directory")
+    (tmp_path / "empty").mkdir()
+    assert _data_error(lambda: formats.read_image_folder(tmp_path / "empty")) == (
+        f"{tmp_path / 'empty'}: no class sub-folders (expected one folder of images per class)")
