@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import resource
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import fmnist
 from fmnist import models
-from fmnist.modelfile import CONTENT_KEY, ModelFileError, content_digest, load_model, save_model
+from fmnist.image_spec import FASHION_SPEC, ImageSpec
+from fmnist.modelfile import CONTENT_KEY, ModelFileError, content_digest, load_model, read_extras, save_model
 
 
 @pytest.fixture
@@ -129,3 +133,137 @@ def test_the_top_level_api_exposes_model_files(saved):
     assert fmnist.load_model is load_model
     assert fmnist.load_model(path).name == "baseline"
     assert "baseline" in fmnist.models.names()
+
+
+# --- every refusal, word for word, and what a file records (issue 11's mutation run) ---------------------
+
+
+def _rewrite_without(path, *keys, **changes):
+    tensors, meta = load_file(str(path)), _metadata(path)
+    meta.update(changes)
+    save_file(tensors, str(path), metadata={key: value for key, value in meta.items() if key not in keys})
+
+
+def _refusal(path) -> str:
+    with pytest.raises(ModelFileError) as caught:
+        load_model(path)
+    return str(caught.value)
+
+
+REFUSALS = {
+    "not fmnist": ({"format": "safetensors"}, "no fmnist metadata: not an fmnist model file"),
+    "future version": ({"format_version": "2"}, "format version 2 is not supported (this fmnist reads 1)"),
+    "architecture not an object": ({"architecture": '["baseline"]'}, "metadata field 'architecture' must be a JSON dict"),
+    "one class": ({"classes": '["only"]'}, "metadata 'classes' must be a list of at least two names"),
+    "a class that is not a name": ({"classes": json.dumps(["c0", 1, *map(str, range(2, 10))])},
+                                   "metadata 'classes' must be a list of at least two names"),
+    "colour input": ({"input_shape": "[3, 32, 32]"},
+                     "input shape [3, 32, 32] is not supported (fmnist models take [1, 28, 28])"),
+    "broken config": ({"config": "{broken"}, "metadata field 'config' is missing or not valid JSON"),
+    "broken classes": ({"classes": "[not json"}, "metadata field 'classes' is missing or not valid JSON"),
+    "broken metrics": ({"metrics": "{"}, "metadata field 'metrics' is missing or not valid JSON"),
+    "input shape as text": ({"input_shape": '"1x28x28"'}, "metadata field 'input_shape' must be a JSON list"),
+    "preprocessing not an object": ({"preprocessing": "[]"}, "metadata field 'preprocessing' must be a JSON dict"),
+    "fewer classes than outputs": ({"architecture": json.dumps({"name": "baseline", "kwargs": {"num_classes": 5}}),
+                                    "classes": json.dumps(list("abcde"))},
+                                   "tensor 'dense2.bias' has shape (10,), the architecture expects (5,)"),
+    "image spec not an object": ({"preprocessing": '{"image": "big"}'},
+                                 "metadata 'preprocessing.image' must be a JSON object"),
+    "impossible image spec": ({"preprocessing": '{"image": {"size": 28, "object_size": 99}}'},
+                              "metadata 'preprocessing.image' is invalid "
+                              "(image spec: object_size must be an integer in 1..28, got 99)"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_each_refusal_is_one_line_naming_the_file(saved, case):
+    path, _ = saved
+    changes, problem = REFUSALS[case]
+    _rewrite(path, **changes)
+    assert _refusal(path) == f"{path}: {problem}"
+
+
+def test_missing_fields_are_named_and_optional_ones_have_defaults(saved):
+    path, _ = saved
+    _rewrite_without(path, "config", "metrics", "preprocessing", "fmnist_version")
+    loaded = load_model(path)  # a file from before these were recorded
+    assert (loaded.config, loaded.metrics, loaded.image_spec, loaded.version) == ({}, {}, FASHION_SPEC, "")
+    _rewrite_without(path, "classes", "input_shape")
+    assert _refusal(path) == f"{path}: metadata is missing classes, input_shape"
+
+
+def test_a_loaded_file_says_what_it_holds(tmp_path):
+    spec = ImageSpec(object_size=20, background="light")
+    architecture = models.architecture_for(name="dense", num_classes=2)  # two classes are enough
+    path = save_model(tmp_path / "m.safetensors", models.build(architecture), architecture, ["no", "yes"],
+                      config={"data": tmp_path / "data"}, image_spec=spec)  # a path in the config is saved as text
+    loaded = load_model(path)
+    assert (loaded.path, loaded.classes, loaded.input_shape, loaded.version) == (path, ["no", "yes"], [1, 28, 28],
+                                                                                 fmnist.__version__)
+    assert loaded.image_spec == spec and loaded.config == {"data": str(tmp_path / "data")}
+    assert json.loads(_metadata(path)["preprocessing"]) == {
+        "input": "raw pixel values 0-255 (uint8 or float), shape (N, 1, 28, 28), dark object on light background",
+        "inside_model": "x / 255", "image": {"size": 28, "object_size": 20, "background": "light", "tolerance": 0.05}}
+    assert json.loads(_metadata(save_model(tmp_path / "d.safetensors", loaded.model, architecture, ["no", "yes"]))[
+        "preprocessing"])["input"].endswith("(N, 1, 28, 28), light object on dark background")
+    on_meta = load_model(path, device="meta")  # the device asked for, not the CPU it was saved from
+    assert {tensor.device.type for tensor in on_meta.model.state_dict().values()} == {"meta"}
+
+
+def test_weights_reinterpreted_or_reshaped_are_refused(saved):
+    """The checksum covers each tensor's dtype and shape, not only its bytes."""
+    path, _ = saved
+    tensors, meta = load_file(str(path)), _metadata(path)
+    for key, altered in (("dense2.bias", tensors["dense2.bias"].view(torch.int32)),
+                         ("dense1.weight", tensors["dense1.weight"].reshape(-1))):
+        save_file({**tensors, key: altered}, str(path), metadata=meta)
+        assert _refusal(path) == f"{path}: weights do not match their recorded SHA-256: the file was altered after saving"
+
+
+def test_weights_of_another_architecture_are_listed(tmp_path):
+    architecture = models.architecture_for(name="conv3")
+    path = save_model(tmp_path / "m.safetensors", models.build(architecture), architecture, list("abcdefghij"))
+    _rewrite(path, architecture=json.dumps(models.architecture_for(name="fast")))
+    assert _refusal(path) == (
+        f"{path}: weights do not fit the architecture: missing tensors blocks.0.0.weight, blocks.0.2.bias, "
+        "blocks.0.2.num_batches_tracked; unexpected tensors conv1.bias, conv1.weight, conv2.bias")
+    _rewrite(path, architecture=json.dumps({"name": "nope"}))
+    assert _refusal(path).startswith(f"{path}: cannot rebuild the architecture (unknown model 'nope'; known models: ")
+
+
+def test_an_unreadable_file_says_what_the_reader_said(tmp_path):
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(b"definitely not a model")
+    assert re.fullmatch(rf"{re.escape(str(path))}: not a valid safetensors file, or truncated "
+                        r"\(Error while deserializing header: [^()]+\)", _refusal(path))
+
+
+def test_resume_state_travels_beside_the_weights(saved, tmp_path):
+    _, model = saved
+    architecture = models.architecture_for(name="baseline")
+    momentum = torch.arange(6.0).reshape(2, 3)
+    path = save_model(tmp_path / "resume.safetensors", model, architecture, list("abcdefghij"),
+                      extra_tensors={"optim.0.momentum_buffer": momentum},
+                      extra_metadata={"epoch": 3, "best": {"path": None, "stale": 1}, "out": tmp_path / "run"})
+    tensors, values = read_extras(path)
+    assert list(tensors) == ["optim.0.momentum_buffer"] and torch.equal(tensors["optim.0.momentum_buffer"], momentum)
+    assert values == {"epoch": 3, "best": {"path": None, "stale": 1}, "out": str(tmp_path / "run")}
+    assert load_model(path).name == "baseline"  # the extras are not weights
+    _rewrite(path, **{"extra.epoch": "three"})
+    with pytest.raises(ModelFileError) as caught:
+        read_extras(path)
+    assert str(caught.value) == f"{path}: metadata field 'extra.epoch' is not valid JSON"
+
+
+def test_a_full_disk_while_saving_is_one_line_naming_the_file(tmp_path):
+    architecture = models.architecture_for(name="dense")
+    path = tmp_path / "m.safetensors"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # this process ignores SIGXFSZ: writes fail
+    try:
+        with pytest.raises(ModelFileError) as caught:
+            save_model(path, models.build(architecture), architecture, list("abcdefghij"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(caught.value).startswith(f"{path}: cannot write (") and "File too large" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
