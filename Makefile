@@ -10,7 +10,7 @@ RUN_DIR ?= runs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 
-.PHONY: run test test-fast bench fuzz install data browser services clean
+.PHONY: run test test-fast bench fuzz mutation install data browser services clean
 
 # The main job: look at the data, train write-up 000's baseline with its recipe (training ends with the
 # test-set evaluation, its figures and report.html in the run folder), export it to ONNX and predict a
@@ -65,6 +65,15 @@ fuzz: data
 	mkdir -p fuzz/findings
 	$(BIN)/python fuzz/images.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -artifact_prefix=fuzz/findings/ fuzz/corpus
 
+# Mutation testing (issue 11): mutmut changes data/formats.py, images.py, image_spec.py, modelfile.py,
+# export.py, runfolder.py, engine/resume.py and trainer.py's Best and Checkpointer one small mistake at a
+# time, and runs each module's fast test subset against every mutant (groups and subsets in
+# mutation/run.py). Not in CI: about MINUTES minutes on a 2-core CPU. Scores in .mutation/summary.md; each
+# surviving mutant is explained in mutation/SURVIVORS.md.
+mutation: data
+	$(BIN)/pip install -q 'mutmut==3.8.1'
+	nice -n 19 $(BIN)/python mutation/run.py
+
 install: $(STAMP)
 
 # Torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build, while
@@ -100,4 +109,4 @@ services: install
 	}
 
 clean:
-	rm -rf $(VENV) $(RUN_DIR) .pytest_cache src/*.egg-info
+	rm -rf $(VENV) $(RUN_DIR) .pytest_cache .mutation src/*.egg-info

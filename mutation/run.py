@@ -87,6 +87,7 @@ def setup_cfg(group: dict) -> str:
     tests = [arg for arg in group["tests"] if arg.startswith("-") or (ROOT / arg.split("::")[0]).exists()]
     return ("[mutmut]\nsource_paths = src\n" + listed("only_mutate", group["mutate"])
             + listed("pytest_add_cli_args_test_selection", tests)
+            + listed("also_copy", ["configs"])  # beside mutmut's copy of tests/: test_train.py reads ../configs
             + listed("pytest_add_cli_args", ["-p", "mutmut_hits", "-p", "no:cacheprovider"])
             + f"timeout_constant = {TIMEOUT_CONSTANT}\n")
 

@@ -403,3 +403,128 @@ def test_huge_images_are_reduced_before_any_float_copy(fashion):
     assert np.abs(prepared.pixels.astype(int) - fashion.test.images[1]).mean() < 12
     rgba = Image.fromarray(np.dstack([np.stack([255 - np.asarray(big)] * 3, -1), np.asarray(big)]), mode="RGBA")
     assert image_files.open_image(png_bytes(rgba)).mode == "RGBA"
+
+
+# --- measure_spec on crafted training sets, one rule at a time (issue 11's mutation run) -----------------
+
+
+def _training_set(*objects, size=28, background=0):
+    """(N, size, size) uint8 images on `background`, image i holding the rectangles objects[i]:
+    (top, left, height, width, level) each; an empty tuple is an empty image."""
+    images_ = np.full((len(objects), size, size), background, np.uint8)
+    for image, rectangles in zip(images_, objects):
+        for top, left, height, width, level in rectangles:
+            image[top : top + height, left : left + width] = level
+    return images_
+
+
+def _object_size(*objects, **options) -> int:
+    return images.measure_spec(_training_set(*objects), **options).object_size
+
+
+def test_measure_spec_measures_each_objects_longest_side():
+    assert _object_size([(0, 0, 1, 1, 255)]) == 1  # one pixel in the corner is an object of 1 px
+    assert _object_size([(0, 5, 3, 9, 200)]) == 9  # wider than tall: the width counts
+    assert _object_size([(10, 3, 12, 5, 13)]) == 12  # 13 grey levels is more than 5 % of 255 from black
+    assert _object_size([(10, 3, 12, 5, 12)]) == 28  # 12 is not: no object, the whole frame
+    assert _object_size([(0, 0, 4, 4, 255)], [(20, 20, 4, 4, 255)]) == 4  # each image measured on its own
+    assert _object_size([(0, 0, 4, 4, 255)], (), [(3, 1, 6, 2, 255)]) == 5  # empty images do not count
+    assert _object_size(()) == 28
+    # The median over a sample: every image of a small set, every step-th of a large one.
+    assert _object_size([(0, 0, 10, 1, 255)], [(0, 0, 20, 1, 255)], [(0, 0, 20, 1, 255)]) == 20
+    assert _object_size(*[[(0, 0, side, 1, 255)] for side in (10, 10, 20, 20, 20, 20)], sample=2) == 15
+    # The tolerance is the caller's: at 0.2 a pixel of 51 is background, at 0.45 one of 115 is an object.
+    assert images.measure_spec(_training_set([(10, 10, 5, 5, 255), (0, 0, 1, 1, 51)]), tolerance=0.2) == ImageSpec(
+        object_size=5, tolerance=0.2)
+    assert _object_size([(10, 10, 5, 5, 115)], tolerance=0.45) == 5
+
+
+def test_measure_spec_reads_the_background_from_the_borders():
+    light = images.measure_spec(_training_set([(8, 8, 6, 6, 0), (0, 0, 1, 1, 243)], size=20, background=255))
+    assert light == ImageSpec(size=20, object_size=6, background="light")  # 243 is within 5 % of white
+    assert images.measure_spec(_training_set((), background=128)).background == "light"  # the middle is light
+    # Light top and bottom rows (or left and right columns) on black: 60 of the 112 border pixels, so light.
+    rows = _training_set([(0, 0, 1, 28, 255), (27, 0, 1, 28, 255)])
+    assert images.measure_spec(rows).background == "light"
+    assert images.measure_spec(rows.transpose(0, 2, 1)).background == "light"
+
+
+def test_measure_spec_refuses_what_is_not_a_set_of_square_images():
+    for shape in ((28, 28), (3, 28, 20), (0, 28, 28)):
+        with pytest.raises(ValueError) as caught:
+            images.measure_spec(np.zeros(shape, np.uint8))
+        assert str(caught.value) == f"expected square images (N, H, H), got shape {shape}"
+    with pytest.raises(ValueError) as caught:
+        ImageSpec.from_dict({"size": 28, "colour": "red", "angle": 3})
+    assert str(caught.value) == "image spec: unknown key(s) angle, colour"
+
+
+# --- prepare's levelling, resampling and sharpening, pixel for pixel (issue 11's mutation run) ----------
+
+
+def _rectangles(shape, background, *rectangles) -> Image.Image:
+    """A uint8 image of `shape` on `background` with rectangles (top, left, height, width, level)."""
+    pixels = np.full(shape, background, np.uint8)
+    for top, left, height, width, level in rectangles:
+        pixels[top : top + height, left : left + width] = level
+    return Image.fromarray(pixels)
+
+
+def test_the_backdrop_is_levelled_to_the_datasets():
+    # A light object on a grey backdrop (100): stretched so the backdrop is black, 250 → 150 * 255 / 155 = 247.
+    on_grey = images.prepare(_rectangles((100, 100), 100, (20, 30, 60, 40, 250)))
+    assert not on_grey.inverted and (on_grey.pixels[14, 14], on_grey.pixels[0, 0]) == (247, 0)
+    # Anything darker than the backdrop is black, like the backdrop itself.
+    hole = images.prepare(_rectangles((100, 100), 100, (20, 30, 56, 56, 250), (40, 50, 8, 8, 50)))
+    flat = images.prepare(_rectangles((100, 100), 100, (20, 30, 56, 56, 250), (40, 50, 8, 8, 100)))
+    assert np.array_equal(hole.pixels, flat.pixels)
+    # A model of dark objects on white: the backdrop (150) becomes white, 90 → 90 * 255 / 150 = 153, black stays 0.
+    light = ImageSpec(background="light")
+    assert (images.prepare(_rectangles((100, 100), 150, (20, 30, 60, 40, 90)), light).pixels[[14, 0], [14, 0]]
+            .tolist()) == [153, 255]
+    assert images.prepare(_rectangles((100, 100), 150, (20, 30, 60, 40, 0)), light).pixels[14, 14] == 0
+    spot = images.prepare(_rectangles((100, 100), 150, (20, 30, 56, 56, 0), (40, 50, 8, 8, 220)), light)
+    plain = images.prepare(_rectangles((100, 100), 150, (20, 30, 56, 56, 0), (40, 50, 8, 8, 150)), light)
+    assert np.array_equal(spot.pixels, plain.pixels)  # lighter than the backdrop is white, like the backdrop
+    assert images.prepare(Image.fromarray(np.full((50, 50), 255, np.uint8)), light).pixels.min() == 255  # blank
+    # --invert never on a dark garment: nothing is stretched, the canvas keeps the image's own backdrop.
+    kept = images.prepare(_rectangles((100, 100), 150, (20, 30, 60, 40, 20)), invert="never")
+    assert not kept.inverted and (kept.pixels[0, 0], kept.pixels[14, 14]) == (150, 20)
+
+
+def _sharpened(pixels: np.ndarray) -> np.ndarray:
+    """The dataset's sharpening: a Gaussian unsharp mask of radius 1, 60 %, threshold 0."""
+    from PIL import ImageFilter
+
+    return np.asarray(Image.fromarray(pixels).filter(ImageFilter.UnsharpMask(radius=1.0, percent=60, threshold=0)))
+
+
+def test_the_object_is_resampled_with_lanczos_and_sharpened():
+    rng = np.random.default_rng(0)
+    texture = rng.integers(100, 256, size=(280, 280)).astype(np.uint8)  # fills the frame after cropping
+    shot = np.zeros((300, 300), np.uint8)
+    shot[10:290, 10:290] = texture
+    resized = Image.fromarray(texture.astype(np.float32), mode="F").resize(
+        (28, 28), Image.Resampling.LANCZOS, reducing_gap=3.0)  # 10x smaller: reduced by 3 first, then Lanczos
+    assert np.array_equal(images.prepare(Image.fromarray(shot)).pixels, _sharpened(images.to_uint8(np.asarray(resized))))
+    # An object exactly 28 px tall is not resampled: only centred (the odd pixel to the left) and sharpened.
+    patch = rng.integers(50, 256, size=(28, 20)).astype(np.uint8)
+    shot = np.zeros((40, 40), np.uint8)
+    shot[6:34, 10:30] = patch
+    canvas = np.zeros((28, 28), np.uint8)
+    canvas[:, 4:24] = patch
+    assert np.array_equal(images.prepare(Image.fromarray(shot)).pixels, _sharpened(canvas))
+    # A line one pixel wide stays one pixel wide, across or down.
+    line = np.zeros((40, 40), np.uint8)
+    line[6:34, 20] = 200
+    assert np.flatnonzero(images.prepare(Image.fromarray(line)).pixels.max(0)).tolist() == [14]
+    assert np.flatnonzero(images.prepare(Image.fromarray(line.T)).pixels.max(1)).tolist() == [14]
+
+
+def test_load_names_the_input_and_passes_its_options(fashion):
+    with pytest.raises(DataError) as caught:
+        images.load(b"plain bytes, no image", name="upload.jpg")
+    assert str(caught.value).startswith("upload.jpg: not an image")
+    dark_on_white = png_bytes(Image.fromarray(255 - fashion.test.images[0]))
+    assert images.load(dark_on_white).inverted and not images.load(dark_on_white, invert="never").inverted
+    assert images.load(dark_on_white, ImageSpec(background="light")).passthrough

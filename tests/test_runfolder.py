@@ -1,0 +1,129 @@
+"""The run folder's files (fmnist.runfolder): names, round trips, refusals, and nothing half-written.
+
+`fmnist report` redraws every figure from these files and `--resume` continues from them, so what is
+written must read back exactly; the training tests write them through real runs, these in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fmnist import runfolder
+from fmnist.errors import FmnistError
+from fmnist.runfolder import RunFolder
+
+
+def _files(folder):
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+
+
+def test_file_names(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    assert (run.config, run.model, run.checkpoints, run.resume_state, run.checkpoint("a.safetensors"), run / "x.png") == (
+        tmp_path / "run" / "config.yaml", tmp_path / "run" / "model.safetensors", tmp_path / "run" / "checkpoints",
+        tmp_path / "run" / "checkpoints" / "resume.safetensors", tmp_path / "run" / "checkpoints" / "a.safetensors",
+        tmp_path / "run" / "x.png")
+    assert runfolder.checkpoint_name("baseline", 3, 0.91236) == "baseline-epoch-03-val_acc-0.9124.safetensors"
+    assert runfolder.checkpoint_name("fast", 12, 1.0) == "fast-epoch-12-val_acc-1.0000.safetensors"
+
+
+def test_labels_fingerprint_is_stable_across_dtypes():
+    """evaluation.json records it and `fmnist report` compares it with the test labels it finds: it must not
+    change between versions or with the labels' dtype."""
+    expected = "7c4cec7a82e1aa578a08e41043044a9bfed3839e107aef17f4bf292878784259"
+    assert runfolder.labels_sha256(np.array([3, 1, 2], dtype=np.uint8)) == expected
+    assert runfolder.labels_sha256([3, 1, 2]) == expected and runfolder.labels_sha256([3, 2, 1]) != expected
+
+
+def test_a_run_starts_once(tmp_path):
+    run = RunFolder(tmp_path / "runs" / "a")  # parents are created
+    assert run.read_config_text() is None and run.read_history() is None and run.read_metrics() is None
+    run.start("model: dense\n")
+    assert run.read_config_text() == "model: dense\n" and _files(run.path) == ["config.yaml"]
+    with pytest.raises(FmnistError) as caught:
+        run.start("model: other\n")
+    assert str(caught.value) == f"{run.path}: already holds a run; continue it with --resume or choose another --out"
+    assert run.read_config_text() == "model: dense\n"
+    made = RunFolder(tmp_path / "made-by-hand")  # an --out folder created beforehand, still empty
+    made.path.mkdir()
+    made.start("model: dense\n")
+    assert made.read_config_text() == "model: dense\n"
+
+
+def test_history_is_written_to_6_digits_and_read_back(tmp_path):
+    run = RunFolder(tmp_path)
+    rows = [{"epoch": 1, "loss": 0.123456789, "accuracy": 0.5, "val_loss": 0.4, "val_accuracy": 0.75, "lr": 0.01,
+             "seconds": 12.3456789, "note": "not a column"},
+            {"epoch": 2, "loss": 0.1, "accuracy": 0.625, "lr": 1e-05, "seconds": 3}]  # no validation this epoch
+    run.write_history(rows)
+    assert (tmp_path / "history.csv").read_text() == (
+        "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n"
+        "1,0.123457,0.5,0.4,0.75,0.01,12.3457\n"
+        "2,0.1,0.625,,,1e-05,3\n")
+    assert run.read_history() == [
+        {"epoch": 1, "loss": 0.123457, "accuracy": 0.5, "val_loss": 0.4, "val_accuracy": 0.75, "lr": 0.01,
+         "seconds": 12.3457},
+        {"epoch": 2, "loss": 0.1, "accuracy": 0.625, "lr": 1e-05, "seconds": 3.0}]
+    assert [type(row["epoch"]) for row in run.read_history()] == [int, int]
+
+
+def test_json_files_round_trip_and_a_damaged_one_is_one_line(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    run.write_metrics({"test_accuracy": 0.9, "data": tmp_path / "data"})  # a path is written as text
+    assert (tmp_path / "run" / "metrics.json").read_text() == (
+        '{\n  "test_accuracy": 0.9,\n  "data": "' + str(tmp_path / "data") + '"\n}\n')
+    assert run.read_metrics() == {"test_accuracy": 0.9, "data": str(tmp_path / "data")}
+    for content, detail in ((b'{"test_accuracy": ', "Expecting value"), (b"\xff\xfe", "utf-8")):
+        (tmp_path / "run" / "metrics.json").write_bytes(content)
+        with pytest.raises(FmnistError) as caught:
+            run.read_metrics()
+        message = str(caught.value)
+        assert message.startswith(f"{tmp_path / 'run' / 'metrics.json'}: not valid JSON (") and detail in message
+
+
+def test_an_evaluation_reads_back_exactly(tmp_path):
+    run = RunFolder(tmp_path / "run" / "evaluation")  # parents are created
+    assert not run.is_output_folder() and run.read_evaluation() is None and run.read_predictions() is None
+    labels, predictions = np.array([0, 1, 2], np.uint8), np.array([0, 2, 2], np.int32)
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.1, 0.3, 0.6], [0.0, 0.25, 0.75]], np.float64)
+    run.write_evaluation({"test_accuracy": 2 / 3}, "report text\n", labels, predictions, probabilities)
+    assert _files(run.path) == ["classification_report.txt", "evaluation.json", "predictions.npz"]
+    assert run.is_output_folder() and run.read_evaluation() == {"test_accuracy": 2 / 3}
+    assert (run.path / "classification_report.txt").read_text() == "report text\n"
+    saved_labels, saved_predictions, saved_probabilities = run.read_predictions()
+    assert (saved_labels.dtype, saved_predictions.dtype, saved_probabilities.dtype) == (np.int64, np.int64, np.float32)
+    assert saved_labels.tolist() == [0, 1, 2] and saved_predictions.tolist() == [0, 2, 2]
+    assert np.array_equal(saved_probabilities, probabilities.astype(np.float32))
+    # A predictions.npz holding pickled objects is refused, never unpickled.
+    np.savez(run.path / "predictions.npz", labels=np.array([object()]), predictions=labels, probabilities=probabilities)
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        run.read_predictions()
+
+
+@pytest.mark.parametrize("name", ["history.csv", "cv.json", "evaluation.json", "metrics.json"])
+def test_each_output_file_marks_an_output_folder(tmp_path, name):
+    (tmp_path / "figures.png").write_bytes(b"")
+    (tmp_path / "report.html").write_text("")
+    assert not RunFolder(tmp_path).is_output_folder()
+    (tmp_path / name).mkdir()  # a folder of that name is not the file
+    assert not RunFolder(tmp_path).is_output_folder()
+    (tmp_path / name).rmdir()
+    (tmp_path / name).write_text("{}")
+    assert RunFolder(tmp_path).is_output_folder()
+
+
+def test_cv_and_lr_find_files(tmp_path):
+    cv = RunFolder(tmp_path / "cv" / "nested")
+    assert cv.read_cv() is None
+    cv.write_cv({"models": []})
+    cv.write_cv({"models": [{"name": "dense", "scores": [0.9, 0.8]}]})  # written again: replaced
+    assert cv.read_cv() == {"models": [{"name": "dense", "scores": [0.9, 0.8]}]} and cv.is_output_folder()
+    lr = RunFolder(tmp_path / "lr" / "nested")
+    lr.write_lr_find({"suggested_lr": 0.1})
+    lr.write_lr_find({"suggested_lr": 0.01})
+    assert json.loads((tmp_path / "lr" / "nested" / "lr_find.json").read_text()) == {"suggested_lr": 0.01}
+    assert _files(tmp_path) == ["cv/nested/cv.json", "lr/nested/lr_find.json"]
