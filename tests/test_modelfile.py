@@ -13,7 +13,14 @@ from safetensors.torch import load_file, save_file
 import fmnist
 from fmnist import models
 from fmnist.image_spec import FASHION_SPEC, ImageSpec
-from fmnist.modelfile import CONTENT_KEY, ModelFileError, content_digest, load_model, read_extras, save_model
+from fmnist.modelfile import (
+    CONTENT_KEY,
+    ModelFileError,
+    content_digest,
+    load_model,
+    read_extras,
+    save_model,
+)
 
 
 @pytest.fixture
@@ -141,7 +148,10 @@ def test_the_top_level_api_exposes_model_files(saved):
 def _rewrite_without(path, *keys, **changes):
     tensors, meta = load_file(str(path)), _metadata(path)
     meta.update(changes)
-    save_file(tensors, str(path), metadata={key: value for key, value in meta.items() if key not in keys})
+    meta = {key: value for key, value in meta.items() if key not in keys}
+    if CONTENT_KEY in meta:  # recomputed, as a forger can
+        meta[CONTENT_KEY] = content_digest(meta)
+    save_file(tensors, str(path), metadata=meta)
 
 
 def _refusal(path) -> str:
@@ -152,26 +162,28 @@ def _refusal(path) -> str:
 
 REFUSALS = {
     "not fmnist": ({"format": "safetensors"}, "no fmnist metadata: not an fmnist model file"),
-    "future version": ({"format_version": "2"}, "format version 2 is not supported (this fmnist reads 1)"),
-    "architecture not an object": ({"architecture": '["baseline"]'}, "metadata field 'architecture' must be a JSON dict"),
+    "future version": ({"format_version": "2"}, "format version '2' is not supported (this fmnist reads 1)"),
+    "architecture not an object": ({"architecture": '["baseline"]'}, "metadata field 'architecture' must be a JSON object, got ['baseline']"),
     "one class": ({"classes": '["only"]'}, "metadata 'classes' must be a list of at least two names"),
     "a class that is not a name": ({"classes": json.dumps(["c0", 1, *map(str, range(2, 10))])},
                                    "metadata 'classes' must be a list of at least two names"),
     "colour input": ({"input_shape": "[3, 32, 32]"},
                      "input shape [3, 32, 32] is not supported (fmnist models take [1, 28, 28])"),
-    "broken config": ({"config": "{broken"}, "metadata field 'config' is missing or not valid JSON"),
-    "broken classes": ({"classes": "[not json"}, "metadata field 'classes' is missing or not valid JSON"),
-    "broken metrics": ({"metrics": "{"}, "metadata field 'metrics' is missing or not valid JSON"),
-    "input shape as text": ({"input_shape": '"1x28x28"'}, "metadata field 'input_shape' must be a JSON list"),
-    "preprocessing not an object": ({"preprocessing": "[]"}, "metadata field 'preprocessing' must be a JSON dict"),
+    "broken config": ({"config": "{broken"}, ("metadata field 'config': not valid JSON (Expecting property name enclosed in double quotes "
+                                          "at line 1, column 2)")),
+    "broken classes": ({"classes": "[not json"}, "metadata field 'classes': not valid JSON (Expecting value at line 1, column 2)"),
+    "broken metrics": ({"metrics": "{"}, ("metadata field 'metrics': not valid JSON (Expecting property name enclosed in double quotes "
+                                          "at line 1, column 2)")),
+    "input shape as text": ({"input_shape": '"1x28x28"'}, "metadata field 'input_shape' must be a JSON array, got '1x28x28'"),
+    "preprocessing not an object": ({"preprocessing": "[]"}, "metadata field 'preprocessing' must be a JSON object, got []"),
     "fewer classes than outputs": ({"architecture": json.dumps({"name": "baseline", "kwargs": {"num_classes": 5}}),
                                     "classes": json.dumps(list("abcde"))},
                                    "tensor 'dense2.bias' has shape (10,), the architecture expects (5,)"),
     "image spec not an object": ({"preprocessing": '{"image": "big"}'},
                                  "metadata 'preprocessing.image' must be a JSON object"),
     "impossible image spec": ({"preprocessing": '{"image": {"size": 28, "object_size": 99}}'},
-                              "metadata 'preprocessing.image' is invalid "
-                              "(image spec: object_size must be an integer in 1..28, got 99)"),
+                              ("metadata 'preprocessing.image' is invalid "
+                              "(image spec: object_size must be an integer in 1..28, got 99)")),
 }
 
 
@@ -214,10 +226,10 @@ def test_weights_reinterpreted_or_reshaped_are_refused(saved):
     """The checksum covers each tensor's dtype and shape, not only its bytes."""
     path, _ = saved
     tensors, meta = load_file(str(path)), _metadata(path)
-    for key, altered in (("dense2.bias", tensors["dense2.bias"].view(torch.int32)),
-                         ("dense1.weight", tensors["dense1.weight"].reshape(-1))):
-        save_file({**tensors, key: altered}, str(path), metadata=meta)
-        assert _refusal(path) == f"{path}: weights do not match their recorded SHA-256: the file was altered after saving"
+    save_file({**tensors, "dense2.bias": tensors["dense2.bias"].view(torch.int32)}, str(path), metadata=meta)
+    assert _refusal(path) == f"{path}: weights do not match their recorded SHA-256: the file was altered after saving"
+    save_file({**tensors, "dense1.weight": tensors["dense1.weight"].reshape(-1)}, str(path), metadata=meta)
+    assert _refusal(path) == f"{path}: tensor 'dense1.weight' has shape (540800,), the architecture expects (100, 5408)"
 
 
 def test_weights_of_another_architecture_are_listed(tmp_path):
@@ -226,7 +238,7 @@ def test_weights_of_another_architecture_are_listed(tmp_path):
     _rewrite(path, architecture=json.dumps(models.architecture_for(name="fast")))
     assert _refusal(path) == (
         f"{path}: weights do not fit the architecture: missing tensors blocks.0.0.weight, blocks.0.2.bias, "
-        "blocks.0.2.num_batches_tracked; unexpected tensors conv1.bias, conv1.weight, conv2.bias")
+        "blocks.0.2.num_batches_tracked; unexpected tensors 'conv1.bias', 'conv1.weight', 'conv2.bias'")
     _rewrite(path, architecture=json.dumps({"name": "nope"}))
     assert _refusal(path).startswith(f"{path}: cannot rebuild the architecture (unknown model 'nope'; known models: ")
 
@@ -234,6 +246,9 @@ def test_weights_of_another_architecture_are_listed(tmp_path):
 def test_an_unreadable_file_says_what_the_reader_said(tmp_path):
     path = tmp_path / "x.safetensors"
     path.write_bytes(b"definitely not a model")
+    assert _refusal(path) == (f"{path}: not a valid safetensors file, or truncated (a header of "
+                              "7,310,584,018,064,794,980 bytes announced, more than the file holds)")
+    path.write_bytes((12).to_bytes(8, "little") + b"not json :-)")  # a header of the right length
     assert re.fullmatch(rf"{re.escape(str(path))}: not a valid safetensors file, or truncated "
                         r"\(Error while deserializing header: [^()]+\)", _refusal(path))
 
@@ -252,7 +267,7 @@ def test_resume_state_travels_beside_the_weights(saved, tmp_path):
     _rewrite(path, **{"extra.epoch": "three"})
     with pytest.raises(ModelFileError) as caught:
         read_extras(path)
-    assert str(caught.value) == f"{path}: metadata field 'extra.epoch' is not valid JSON"
+    assert str(caught.value) == f"{path}: metadata field 'extra.epoch': not valid JSON (Expecting value at line 1, column 1)"
 
 
 def test_a_full_disk_while_saving_is_one_line_naming_the_file(tmp_path):

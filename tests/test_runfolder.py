@@ -13,7 +13,7 @@ import pytest
 
 from fmnist import runfolder
 from fmnist.errors import FmnistError
-from fmnist.runfolder import RunFolder
+from fmnist.runfolder import RunFolder, write_json
 
 
 def _files(folder):
@@ -57,17 +57,22 @@ def test_history_is_written_to_6_digits_and_read_back(tmp_path):
     run = RunFolder(tmp_path)
     rows = [{"epoch": 1, "loss": 0.123456789, "accuracy": 0.5, "val_loss": 0.4, "val_accuracy": 0.75, "lr": 0.01,
              "seconds": 12.3456789, "note": "not a column"},
-            {"epoch": 2, "loss": 0.1, "accuracy": 0.625, "lr": 1e-05, "seconds": 3}]  # no validation this epoch
+            {"epoch": 2, "loss": 0.1, "accuracy": 0.625, "val_loss": 0.5, "val_accuracy": 1, "lr": 1e-05, "seconds": 3}]
     run.write_history(rows)
     assert (tmp_path / "history.csv").read_text() == (
         "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n"
         "1,0.123457,0.5,0.4,0.75,0.01,12.3457\n"
-        "2,0.1,0.625,,,1e-05,3\n")
+        "2,0.1,0.625,0.5,1,1e-05,3\n")
     assert run.read_history() == [
         {"epoch": 1, "loss": 0.123457, "accuracy": 0.5, "val_loss": 0.4, "val_accuracy": 0.75, "lr": 0.01,
          "seconds": 12.3457},
-        {"epoch": 2, "loss": 0.1, "accuracy": 0.625, "lr": 1e-05, "seconds": 3.0}]
+        {"epoch": 2, "loss": 0.1, "accuracy": 0.625, "val_loss": 0.5, "val_accuracy": 1.0, "lr": 1e-05, "seconds": 3.0}]
     assert [type(row["epoch"]) for row in run.read_history()] == [int, int]
+    # Every epoch is validated: a row without its validation figures is damage, not a short epoch.
+    run.write_history([{"epoch": 1, "loss": 0.1, "accuracy": 0.625, "lr": 1e-05, "seconds": 3}])
+    with pytest.raises(FmnistError) as caught:
+        run.read_history()
+    assert str(caught.value) == f"{tmp_path / 'history.csv'}: line 2: a value is missing"
 
 
 def test_json_files_round_trip_and_a_damaged_one_is_one_line(tmp_path):
@@ -77,7 +82,7 @@ def test_json_files_round_trip_and_a_damaged_one_is_one_line(tmp_path):
     assert (tmp_path / "run" / "metrics.json").read_text() == (
         '{\n  "test_accuracy": 0.9,\n  "data": "' + str(tmp_path / "data") + '"\n}\n')
     assert run.read_metrics() == {"test_accuracy": 0.9, "data": str(tmp_path / "data")}
-    for content, detail in ((b'{"test_accuracy": ', "Expecting value"), (b"\xff\xfe", "utf-8")):
+    for content, detail in ((b'{"test_accuracy": ', "Expecting value"), (b"\xff\xfe", "not UTF-8 text")):
         (tmp_path / "run" / "metrics.json").write_bytes(content)
         with pytest.raises(FmnistError) as caught:
             run.read_metrics()
@@ -85,23 +90,50 @@ def test_json_files_round_trip_and_a_damaged_one_is_one_line(tmp_path):
         assert message.startswith(f"{tmp_path / 'run' / 'metrics.json'}: not valid JSON (") and detail in message
 
 
+EVALUATION = {"test_loss": 0.5, "test_accuracy": 2 / 3, "images": 3, "labels_sha256": "ab", "classes": ["a", "b", "c"],
+              "report_text": "report text\n",
+              "report": {name: {"precision": 1, "recall": 0.5, "f1-score": 0.75} for name in ("a", "b", "c")},
+              "confusion_matrix": [[1, 0, 0], [0, 0, 1], [0, 0, 1]]}
+
+
 def test_an_evaluation_reads_back_exactly(tmp_path):
     run = RunFolder(tmp_path / "run" / "evaluation")  # parents are created
-    assert not run.is_output_folder() and run.read_evaluation() is None and run.read_predictions() is None
+    assert not run.is_output_folder() and run.read_evaluation() is None and run.read_predictions(3, 3) is None
     labels, predictions = np.array([0, 1, 2], np.uint8), np.array([0, 2, 2], np.int32)
     probabilities = np.array([[0.8, 0.1, 0.1], [0.1, 0.3, 0.6], [0.0, 0.25, 0.75]], np.float64)
-    run.write_evaluation({"test_accuracy": 2 / 3}, "report text\n", labels, predictions, probabilities)
+    run.write_evaluation(EVALUATION, "report text\n", labels, predictions, probabilities)
     assert _files(run.path) == ["classification_report.txt", "evaluation.json", "predictions.npz"]
-    assert run.is_output_folder() and run.read_evaluation() == {"test_accuracy": 2 / 3}
+    assert run.is_output_folder() and run.read_evaluation() == EVALUATION
     assert (run.path / "classification_report.txt").read_text() == "report text\n"
-    saved_labels, saved_predictions, saved_probabilities = run.read_predictions()
+    saved_labels, saved_predictions, saved_probabilities = run.read_predictions(3, 3)
     assert (saved_labels.dtype, saved_predictions.dtype, saved_probabilities.dtype) == (np.int64, np.int64, np.float32)
     assert saved_labels.tolist() == [0, 1, 2] and saved_predictions.tolist() == [0, 2, 2]
     assert np.array_equal(saved_probabilities, probabilities.astype(np.float32))
+    # Checked against the evaluation's image and class counts.
+    for images, classes in ((4, 3), (3, 4), (3, 2)):
+        with pytest.raises(FmnistError) as caught:
+            run.read_predictions(images, classes)
+        assert str(caught.value) == (f"{run.path / 'predictions.npz'}: does not match evaluation.json "
+                                     f"({images:,} images of {classes} classes)")
     # A predictions.npz holding pickled objects is refused, never unpickled.
     np.savez(run.path / "predictions.npz", labels=np.array([object()]), predictions=labels, probabilities=probabilities)
-    with pytest.raises(ValueError, match="allow_pickle=False"):
-        run.read_predictions()
+    with pytest.raises(FmnistError) as caught:
+        run.read_predictions(3, 3)
+    assert str(caught.value).startswith(f"{run.path / 'predictions.npz'}: damaged or not written by fmnist (")
+    assert "allow_pickle=False" in str(caught.value)
+
+
+def test_a_damaged_evaluation_is_one_line(tmp_path):
+    run = RunFolder(tmp_path)
+    for change, problem in (({"confusion_matrix": [[1, 0, 0], [0, 0, 1]]}, "the confusion matrix is not 3×3"),
+                            ({"confusion_matrix": [[1, 0, 0], [0, 0, 1], [0, 1]]}, "the confusion matrix is not 3×3"),
+                            ({"report": {"a": {"precision": 1, "recall": 0.5, "f1-score": 0.75}}},
+                             "report.b must be an object, not NoneType"),
+                            ({"test_accuracy": "high"}, "test_accuracy must be a number, not str")):
+        write_json(tmp_path / "evaluation.json", {**EVALUATION, **change})
+        with pytest.raises(FmnistError) as caught:
+            run.read_evaluation()
+        assert str(caught.value) == f"{tmp_path / 'evaluation.json'}: {problem}"
 
 
 @pytest.mark.parametrize("name", ["history.csv", "cv.json", "evaluation.json", "metrics.json"])
@@ -116,12 +148,21 @@ def test_each_output_file_marks_an_output_folder(tmp_path, name):
     assert RunFolder(tmp_path).is_output_folder()
 
 
+CV_SUMMARY = {"folds": 2, "stratified": True, "seed": 0, "train_images": 100, "folds_sha256": "ab",
+              "models": [{"name": "dense", "scores": [0.9, 0.8], "mean": 0.85, "std": 0.05, "n": 2, "seconds": 1.5,
+                          "histories": [[{"epoch": 1, "loss": 1, "accuracy": 0.5, "val_loss": 1, "val_accuracy": 0.5}]]}]}
+
+
 def test_cv_and_lr_find_files(tmp_path):
     cv = RunFolder(tmp_path / "cv" / "nested")
     assert cv.read_cv() is None
-    cv.write_cv({"models": []})
-    cv.write_cv({"models": [{"name": "dense", "scores": [0.9, 0.8]}]})  # written again: replaced
-    assert cv.read_cv() == {"models": [{"name": "dense", "scores": [0.9, 0.8]}]} and cv.is_output_folder()
+    cv.write_cv({**CV_SUMMARY, "models": []})
+    cv.write_cv(CV_SUMMARY)  # written again: replaced
+    assert cv.read_cv() == CV_SUMMARY and cv.is_output_folder()
+    cv.write_cv({key: value for key, value in CV_SUMMARY.items() if key != "folds"})
+    with pytest.raises(FmnistError) as caught:
+        cv.read_cv()
+    assert str(caught.value) == f"{tmp_path / 'cv' / 'nested' / 'cv.json'}: folds is missing"
     lr = RunFolder(tmp_path / "lr" / "nested")
     lr.write_lr_find({"suggested_lr": 0.1})
     lr.write_lr_find({"suggested_lr": 0.01})
