@@ -339,8 +339,8 @@ def test_idx_edge_cases_read_back(tmp_path):
     for shape in ((2**24 + 1,), (1, 2**24 + 1)):
         formats.write_idx(path, np.zeros(shape, np.uint8))
         assert formats.read_idx(path).shape == shape
-    for header, problem in ((b"\x00\x00\x08\x00", "not an IDX file: magic number 0x00000800: zero dimensions "
-                                                    "(the fourth byte counts them)"),
+    for header, problem in ((b"\x00\x00\x08\x00", ("not an IDX file: magic number 0x00000800: zero dimensions "
+                                                     "(the fourth byte counts them)")),
                             (b"\x00\x00\x08\x01", "truncated IDX header: 1 dimensions need 8 bytes")):
         path.write_bytes(header)  # four bytes: a whole magic number, and nothing after it
         assert _data_error(lambda: formats.read_idx(path)) == f"{path}: {problem}"
@@ -461,10 +461,78 @@ def test_class_folders_in_natural_order_and_what_is_not_a_class(tmp_path):
         (tmp_path / name).mkdir()
         Image.new("L", (28, 28)).save(tmp_path / name / "x.png")
     (tmp_path / "README").write_text("not a class")
-    images, labels, classes = formats.read_image_folder(tmp_path)
+    _, labels, classes = formats.read_image_folder(tmp_path)
     assert classes == ["shoe2", "shoe10"] and labels.tolist() == [0, 1]
     assert _data_error(lambda: formats.read_image_folder(tmp_path / "missing")) == (
         f"{tmp_path / 'missing'}: no such directory")
     (tmp_path / "empty").mkdir()
     assert _data_error(lambda: formats.read_image_folder(tmp_path / "empty")) == (
         f"{tmp_path / 'empty'}: no class sub-folders (expected one folder of images per class)")
+
+
+def test_a_csv_line_past_the_line_limit_is_named(tmp_path):
+    path = tmp_path / "train.csv"
+    too_long = b"1" * (64 * 1024 + 1)  # limits.MAX_CSV_LINE + 1, not a row at all
+    assert _csv(path, _header(formats.CSV_HEADER), b"", b"", too_long) == (
+        f"{path}: line 4 is longer than 64 KiB (a row of 785 values is about 3 KB); refused")
+    assert _csv(path, _header(formats.CSV_HEADER), b"", too_long, b"") == (  # a complete line this time
+        f"{path}: line 3 is longer than 64 KiB (a row of 785 values is about 3 KB); refused")
+    for end in ([], [b""]):  # exactly 64 KiB: allowed, as the last (unfinished) line or a complete one
+        assert _csv(path, _header(formats.CSV_HEADER), too_long[1:], *end) == f"{path}: line 2: 1 values, expected 785"
+
+
+def test_a_blank_line_where_a_read_chunk_begins_is_skipped(tmp_path):
+    """The reader scans 1 MiB at a time: a blank line starting the second MiB is still blank."""
+    path = tmp_path / "train.csv"
+    head = _header(formats.CSV_HEADER) + b"\n" + b"\n".join([_csv_row()] * 600) + b"\n"
+    padding = b" " * (2**20 - len(head) - 1) + b"\n"  # a line of spaces: the first MiB ends with its newline
+    path.write_bytes(head + padding + b"\n" + _csv_row(label="7") + b"\n")
+    _, labels = formats.read_kaggle_csv(path)
+    assert len(head + padding) == 2**20 and labels.tolist() == [3] * 600 + [7]
+
+
+def test_a_long_bad_csv_value_is_shown_cut_to_20_characters(tmp_path):
+    path = tmp_path / "train.csv"
+    assert _csv(path, _header(formats.CSV_HEADER), _csv_row(pixel5="abcdefghijklmnopqrstuvwxyz")) == (
+        f"{path}: line 2: pixel5 = 'abcdefghijklmnopqrst' is not an integer")
+    assert _csv(path, _header(formats.CSV_HEADER), _csv_row(pixel5="1234567890123456789012345")) == (
+        f"{path}: line 2: pixel5 = 12345678901234567890 is out of range")
+
+
+def test_csv_refusals_at_the_start_word_for_word(tmp_path):
+    path = tmp_path / "train.csv"
+    missing_all = "missing columns label, pixel1, pixel2 (and 782 more)"
+    for content, problem in (
+        (b"", "empty file"),
+        (b"\n" + _header(formats.CSV_HEADER) + b"\n" + _csv_row(), "line 1 is blank; expected the header label,pixel1,...,pixel784"),
+        (b" \n\t\n", f"bad CSV header ({missing_all}; unknown column ); expected label,pixel1,...,pixel784"),  # blank
+        (b"x\n" + _header(formats.CSV_HEADER),  # a one-character first line is the header too
+         f"bad CSV header ({missing_all}; unknown column x); expected label,pixel1,...,pixel784"),
+        (_header(formats.CSV_HEADER) + b"\n!!!\n", "line 2: 1 values, expected 785"),  # "!" is the first visible byte
+        (_header(["Xlabel", *formats.CSV_HEADER[1:]]),  # only quotes, spaces and a byte-order mark are taken off
+         "bad CSV header (missing column label; unknown column Xlabel); expected label,pixel1,...,pixel784"),
+    ):
+        path.write_bytes(content)
+        assert _data_error(lambda: formats.read_kaggle_csv(path)) == f"{path}: {problem}"
+
+
+def test_csv_blocks_are_joined_and_a_bad_row_in_a_full_block_is_named(tmp_path):
+    path = tmp_path / "train.csv"
+    rows = [_csv_row(label=str(i % 10), pixel1=str(i % 256)) for i in range(2049)]  # one full block and one row
+    path.write_bytes(b"\n".join([_header(formats.CSV_HEADER), *rows]))
+    images, labels = formats.read_kaggle_csv(path)
+    assert images.shape == (2049, 28, 28) and labels.shape == (2049,)
+    assert labels.tolist() == [i % 10 for i in range(2049)] and images[:, 0, 0].tolist() == [i % 256 for i in range(2049)]
+    rows[9] = _csv_row(pixel3="-5")
+    path.write_bytes(b"\n".join([_header(formats.CSV_HEADER), *rows]))
+    assert _data_error(lambda: formats.read_kaggle_csv(path)) == f"{path}: line 11: pixel3 = -5 is outside 0-255"
+
+
+def test_a_shape_of_many_dimensions_is_shown_short():
+    def header(*shape):
+        return bytes([0, 0, 8, len(shape)]) + b"".join(n.to_bytes(4, "big") for n in shape)
+
+    assert _data_error(lambda: formats.parse_idx(header(1, 2, 1, 3, 1, 1), "x.idx")) == (
+        "x.idx: truncated: header says shape (1, 2, 1, 3, 1, 1) (6 bytes), file holds 0")
+    assert _data_error(lambda: formats.parse_idx(header(1, 2, 1, 3, 5, 1, 1), "x.idx")) == (
+        "x.idx: truncated: header says shape (1, 2, 1, 3, ... 7 dimensions) (30 bytes), file holds 0")
