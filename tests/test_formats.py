@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import subprocess
 import sys
@@ -536,3 +537,52 @@ def test_a_shape_of_many_dimensions_is_shown_short():
         "x.idx: truncated: header says shape (1, 2, 1, 3, 1, 1) (6 bytes), file holds 0")
     assert _data_error(lambda: formats.parse_idx(header(1, 2, 1, 3, 5, 1, 1), "x.idx")) == (
         "x.idx: truncated: header says shape (1, 2, 1, 3, ... 7 dimensions) (30 bytes), file holds 0")
+    assert _data_error(lambda: formats.parse_idx(b"\x00\x00\x08", "x.idx")) == (
+        "x.idx: too short for an IDX header (3 bytes)")  # parse_idx checks the header itself too
+    assert _data_error(lambda: formats.parse_idx(header(2, 1) + b"\x01\x02\x03", "x.idx")) == (
+        "x.idx: 1 unexpected bytes after the data of shape (2, 1)")
+
+
+def test_a_huge_declared_size_is_written_out_then_rounded():
+    def header(*shape):
+        return bytes([0, 0, 8, len(shape)]) + b"".join(n.to_bytes(4, "big") for n in shape)
+
+    refused = "bytes of data (the limit is 1 GiB); refused before reading it"
+    for shape, size in (((10**8, 10**8, 10**8 - 1), "999,999,990,000,000,000,000,000"),  # below 10^24: every digit
+                        ((10**8, 10**8, 10**8), "about 10^24"),
+                        ((2**31, 2**31, 2**31), "about 10^27")):
+        assert _data_error(lambda: formats.idx_header(header(*shape), "x.idx")) == (
+            f"x.idx: header declares shape {shape} = {size} {refused}")
+
+
+def test_trailing_bytes_are_counted_up_to_65535(tmp_path):
+    path = tmp_path / "labels-idx1-ubyte"
+    for extra, count in ((65535, "65535"), (65536, "more than 65535")):
+        path.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 1, 7]) + bytes(extra))
+        assert _data_error(lambda: formats.read_idx(path)) == (
+            f"{path}: {count} unexpected bytes after the data of shape (1,)")
+
+
+def test_idx_data_read_into_a_buffer_is_used_in_place_and_is_writable():
+    content = bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9])
+    buffer = bytearray(content)
+    in_place = formats.parse_idx(buffer, "x.idx")  # a buffer read for this call: no copy of 47 MB of images
+    assert np.shares_memory(in_place, np.frombuffer(buffer, np.uint8)) and in_place.tolist() == [7, 8, 9]
+    copied = formats.parse_idx(content, "x.idx")  # bytes are read-only: the array is a writable copy
+    assert copied.flags.writeable and copied.tolist() == [7, 8, 9]
+    swapped = formats.parse_idx(bytearray(formats.idx_bytes(np.array([1, -2], np.int32))), "x.idx")
+    assert swapped.dtype == np.dtype("=i4") and swapped.tolist() == [1, -2] and swapped.flags.writeable
+
+
+def test_an_idx_file_too_big_for_the_memory_left_is_one_line(tmp_path):
+    """1,000,000,000 bytes declared (within the 1 GiB limit), in a Python capped at 600 MB of address space."""
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 3]) + (1000).to_bytes(4, "big") * 3 + b"\1")
+    script = ("import resource, sys\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (600 * 2**20, resource.RLIM_INFINITY))\n"
+              "from fmnist.data import formats\nfrom fmnist.errors import DataError\n"
+              "try:\n    formats.read_idx(sys.argv[1])\nexcept DataError as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                            check=False, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, f"{path}: not enough memory to read its 1,000,000,016 bytes\n", "")
