@@ -18,6 +18,7 @@ from fmnist.modelfile import (
     ModelFileError,
     content_digest,
     load_model,
+    preprocessing_record,
     read_extras,
     save_model,
 )
@@ -282,3 +283,55 @@ def test_a_full_disk_while_saving_is_one_line_naming_the_file(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert str(caught.value).startswith(f"{path}: cannot write (") and "File too large" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_more_refusals_word_for_word(saved):
+    path, _ = saved
+    tensors, meta = load_file(str(path)), _metadata(path)
+    save_file(tensors, str(path), metadata={**meta, "metrics": '{"test_accuracy": 0.999}'})  # not rehashed
+    assert _refusal(path) == f"{path}: metadata do not match their recorded SHA-256: the file was altered after saving"
+    names = [f"c{i}" for i in range(10)]
+    for changes, problem in (
+        ({"classes": '"abcdefghij"'}, "metadata field 'classes' must be a JSON array, got 'abcdefghij'"),
+        ({"config": "[1]"}, "metadata field 'config' must be a JSON object, got [1]"),
+        ({"metrics": "3"}, "metadata field 'metrics' must be a JSON object, got 3"),
+        ({"classes": json.dumps([*names[:3], "Dress\nforged", *names[4:]])},
+         "metadata 'classes' holds a name with control characters: 'Dress\\nforged'"),
+        ({"classes": json.dumps(names + ["c10"])},
+         "metadata 'classes' has 11 class names but the model has 10 outputs: the names do not belong to these weights"),
+        ({"preprocessing": json.dumps({"image": {"size": 32, "object_size": 20}})},
+         "metadata 'preprocessing.image' has size 32, but fmnist models take 28x28 images"),
+    ):
+        _rewrite(path, **{"classes": json.dumps(names), "config": "{}", "metrics": "{}", "preprocessing": "{}", **changes})
+        assert _refusal(path) == f"{path}: {problem}"
+
+
+def test_the_recorded_version_is_cut_to_100_characters(saved):
+    path, _ = saved
+    _rewrite(path, fmnist_version="9" * 150)
+    assert load_model(path).version == "9" * 100
+
+
+def test_the_content_digest_is_of_compact_sorted_json_so_old_files_keep_loading():
+    """Every file written so far carries this digest: computed any other way, they would all be refused."""
+    import hashlib
+
+    metadata = {"b": "2", "a": "1", CONTENT_KEY: "not hashed"}
+    assert content_digest(metadata) == hashlib.sha256(b'{"a":"1","b":"2"}').hexdigest()
+
+
+def test_the_same_model_gives_the_same_metadata_whatever_the_key_order(tmp_path):
+    architecture = models.architecture_for(name="dense", num_classes=2)
+    model = models.build(architecture)
+    reordered = dict(reversed(list(architecture.items())))
+    first = save_model(tmp_path / "a.safetensors", model, architecture, ["no", "yes"],
+                       config={"lr": 0.1, "epochs": 2}, metrics={"test_loss": 0.3, "test_accuracy": 0.9})
+    second = save_model(tmp_path / "b.safetensors", model, reordered, ["no", "yes"],
+                        config={"epochs": 2, "lr": 0.1}, metrics={"test_accuracy": 0.9, "test_loss": 0.3})
+    assert list(architecture) != list(reordered)
+    first, second = _metadata(first), _metadata(second)
+    assert first["architecture"] == second["architecture"] == json.dumps(architecture, sort_keys=True)
+    assert first["config"] == second["config"] == '{"epochs": 2, "lr": 0.1}'
+    assert first["metrics"] == second["metrics"] == '{"test_accuracy": 0.9, "test_loss": 0.3}'
+    assert first["preprocessing"] == json.dumps(preprocessing_record(), sort_keys=True)
+    assert list(json.loads(first["preprocessing"])) == ["image", "input", "inside_model"]
