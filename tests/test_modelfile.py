@@ -335,3 +335,19 @@ def test_the_same_model_gives_the_same_metadata_whatever_the_key_order(tmp_path)
     assert first["metrics"] == second["metrics"] == '{"test_accuracy": 0.9, "test_loss": 0.3}'
     assert first["preprocessing"] == json.dumps(preprocessing_record(), sort_keys=True)
     assert list(json.loads(first["preprocessing"])) == ["image", "input", "inside_model"]
+
+
+def test_the_header_length_is_checked_against_the_file_and_the_bound(tmp_path):
+    path = tmp_path / "m.safetensors"
+    path.write_bytes((5).to_bytes(8, "little") + b"{}  ")  # 5 announced, 4 held
+    assert _refusal(path) == (f"{path}: not a valid safetensors file, or truncated (a header of 5 bytes announced, "
+                              "more than the file holds)")
+    for header in (16 * 2**20, 16 * 2**20 + 1):  # the bound, 16 MiB, and one byte more, in a sparse file
+        with open(path, "wb") as handle:
+            handle.write(header.to_bytes(8, "little") + b"{")
+            handle.truncate(8 + header + 100)
+        if header > 16 * 2**20:
+            assert _refusal(path) == (f"{path}: a safetensors header of 16,777,217 bytes, more than the limit of "
+                                      "16,777,216: not a model file fmnist wrote")
+        else:
+            assert _refusal(path).startswith(f"{path}: not a valid safetensors file, or truncated (")
