@@ -351,3 +351,34 @@ def test_the_header_length_is_checked_against_the_file_and_the_bound(tmp_path):
                                       "16,777,216: not a model file fmnist wrote")
         else:
             assert _refusal(path).startswith(f"{path}: not a valid safetensors file, or truncated (")
+
+
+def test_non_finite_weights_load_with_one_warning_at_the_caller(tmp_path):
+    import warnings
+
+    from fmnist.errors import FmnistWarning
+
+    architecture = models.architecture_for(name="dense", num_classes=2)
+    model = models.build(architecture)
+    fine = save_model(tmp_path / "fine.safetensors", model, architecture, ["no", "yes"])
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    path = save_model(tmp_path / "nan.safetensors", model, architecture, ["no", "yes"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_model(fine).finite and not load_model(path, warn=False).finite
+        assert caught == []
+        assert not load_model(path).finite
+    assert [(warning.category, str(warning.message), warning.filename) for warning in caught] == [
+        (FmnistWarning, f"{path}: the model's weights are not finite (NaN/inf): its scores mean nothing", __file__)]
+
+
+def test_a_file_past_1_gib_is_refused_from_its_size(tmp_path):
+    path = tmp_path / "huge.safetensors"
+    for size in (2**30, 2**30 + 1):  # sparse: nothing is written, the size is what counts
+        with open(path, "wb") as handle:
+            handle.write((16).to_bytes(8, "little"))
+            handle.truncate(size)
+        refusal = _refusal(path)
+        assert (refusal == f"{path}: 1,073,741,825 bytes, more than the limit of 1,073,741,824 for a model file"
+                if size > 2**30 else "more than the limit" not in refusal)
