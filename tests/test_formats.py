@@ -551,7 +551,7 @@ def test_a_huge_declared_size_is_written_out_then_rounded():
     for shape, size in (((10**8, 10**8, 10**8 - 1), "999,999,990,000,000,000,000,000"),  # below 10^24: every digit
                         ((10**8, 10**8, 10**8), "about 10^24"),
                         ((2**31, 2**31, 2**31), "about 10^27")):
-        assert _data_error(lambda: formats.idx_header(header(*shape), "x.idx")) == (
+        assert _data_error(lambda shape=shape: formats.idx_header(header(*shape), "x.idx")) == (
             f"x.idx: header declares shape {shape} = {size} {refused}")
 
 
