@@ -382,3 +382,14 @@ def test_a_file_past_1_gib_is_refused_from_its_size(tmp_path):
         refusal = _refusal(path)
         assert (refusal == f"{path}: 1,073,741,825 bytes, more than the limit of 1,073,741,824 for a model file"
                 if size > 2**30 else "more than the limit" not in refusal)
+
+
+def test_the_onnx_preprocessing_record_says_uint8_only():
+    assert preprocessing_record(onnx=True) == {
+        "input": "raw pixel values 0-255 (uint8), shape (N, 1, 28, 28), light object on dark background",
+        "inside_model": "x / 255", "image": FASHION_SPEC.to_dict()}
+    light = ImageSpec(background="light")
+    assert preprocessing_record(light, onnx=True)["input"] == (
+        "raw pixel values 0-255 (uint8), shape (N, 1, 28, 28), dark object on light background")
+    assert preprocessing_record(light)["input"] == (
+        "raw pixel values 0-255 (uint8 or float), shape (N, 1, 28, 28), dark object on light background")
