@@ -194,12 +194,17 @@ def load_config_file(path: str | Path) -> dict:
         raise ConfigError(f"{path}: {exc}") from None
     if values is None:
         return {}
+    return checked_options(values, str(path))
+
+
+def checked_options(values, where: str) -> dict:
+    """`values` read from a file as TrainConfig options: a mapping of known keys (`-` read as `_`)."""
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of option: value")
+        raise ConfigError(f"{where}: expected a mapping of option: value")
     values = {str(key).replace("-", "_"): value for key, value in values.items()}
     unknown = sorted(set(values) - FIELDS)
     if unknown:
-        raise ConfigError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        raise ConfigError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
     return values
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.bounded import BoundsError, parse_yaml
-from fmnist.engine.config import FIELDS, FLOAT_FIELDS, ConfigError, TrainConfig, build_config, config_from_dict
+from fmnist.engine.config import (FIELDS, FLOAT_FIELDS, ConfigError, TrainConfig, build_config, checked_options,
+                                  config_from_dict)
 from fmnist.errors import FmnistError
 from fmnist.limits import MAX_CONFIG_BYTES
 from fmnist.models.spec import CONV_FIELDS, FC_FIELDS, SpecError, validate_spec
@@ -148,13 +149,10 @@ def load_space(source: str | Path | dict | SearchSpace) -> SearchSpace:
     if not isinstance(source, dict) or not source:
         raise SpaceError(f"{origin}: expected a mapping of key: values to search (see configs/tune-fast.yaml)")
     values = {str(key): value for key, value in source.items()}
-    fixed = values.pop("fixed", None) or {}
-    if not isinstance(fixed, dict):
-        raise SpaceError(f"{origin}: fixed: expected a mapping of option: value")
-    fixed = {str(key).replace("-", "_"): value for key, value in fixed.items()}
-    unknown = sorted(set(fixed) - FIELDS)
-    if unknown:
-        raise SpaceError(f"{origin}: fixed: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    try:
+        fixed = checked_options(values.pop("fixed", None) or {}, f"{origin}: fixed")
+    except ConfigError as exc:
+        raise SpaceError(str(exc)) from None
     dimensions = [_dimension(origin, key.replace("-", "_") if "." not in key else key, value)
                   for key, value in values.items()]
     return SearchSpace(dimensions, fixed, origin)
