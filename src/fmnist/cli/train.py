@@ -22,7 +22,6 @@ from fmnist.cli._common import (
     command,
     console,
     load,
-    note,
     option,
     training_options,
 )
@@ -107,13 +106,6 @@ def train(
         settings = _settings(options, data)
         if out is None:
             out = Path("runs") / f"{settings.model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        RunFolder(out).refuse_reuse()  # here too, so that a refusal is the only line printed
-        if settings.spec is None:  # an unknown model name is one line too (the registry imports torch)
-            from fmnist import models  # torch: imported when a command needs it
-
-            models.architecture_for(name=settings.model, options=settings.model_options)
-    # After every check of the options: a usage mistake is one line, with no note before it.
-    note(quiet)("loading the data")  # seconds on a small machine: say so before they pass
     from fmnist.workflows.train_run import train as train_run  # torch: imported when a command needs it
 
     progress = make_progress(quiet)

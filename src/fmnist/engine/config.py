@@ -225,9 +225,11 @@ def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfi
         # length keeps the share, so `--recipe fast --epochs 1` warms up for the first 1/8 of its epoch.
         values["warmup_epochs"] = recipe["warmup_epochs"] * epochs / recipe["epochs"]
     config = config_from_dict(values, origin=str(file) if file else "options")
-    if config.model_options:  # fail now, not after other models of a `cv` have trained
+    if config.spec is None or config.model_options:  # fail now, not after other models of a `cv` have trained
         from fmnist import models  # here, not at the top: the models import torch, option parsing must not
 
+        if config.model is not None:
+            models.describe(config.model)  # an unknown name: one line with the known ones
         try:
             if config.model is None:
                 raise FmnistError("they apply to registered models, not to a spec")

@@ -55,7 +55,10 @@ def train(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, 
     with run.locked():  # one process per run: a second `--resume` of a run in training is refused
         if resume:
             run.remove_stale_parts()  # temporary files of a process that was killed while writing
-        dataset = dataset if dataset is not None else load_dataset(config.data)
+        if dataset is None:
+            if progress is not None:  # after every check: a refused option is the only line printed
+                progress.note("loading the data")  # seconds on a small machine: say so before they pass
+            dataset = load_dataset(config.data)
         fitted = fit(config, run.path, dataset, progress=progress, callbacks=callbacks, resume=resume)
         progress.note(f"evaluating on the {len(dataset.test):,} test images")
         if fitted.test_logits is not None:  # the last validation was this very evaluation's forward pass
