@@ -303,3 +303,23 @@ def test_a_real_server_predicts_counts_and_stops_on_sigterm(serve_models, sample
         code, stderr = stop_server(process)
     assert code == 0, stderr
     assert "Traceback" not in stderr and "fmnist serve: tiny (onnxruntime)" in stderr
+
+
+def test_a_photo_gets_the_records_fmnist_predict_gives_mirroring_included(tmp_path, fashion):
+    """Serve decoded uploads itself and predicted them as one array batch, which is never mirrored:
+    a model trained with flips answered `mirrored: false` with other probabilities than `fmnist predict`."""
+    from test_mirror import photo, untrained
+
+    model = untrained(tmp_path / "flip.safetensors", "baseline", "flip+crop", fashion.classes)
+    upload = photo(fashion.test.images[0])
+    expected = fmnist.predict(model, [upload], top_k=10)[0]
+    models = ModelSet([model])
+    with TestClient(create_app(models)) as client:
+        assert models.wait(60), models.error
+        answer = client.post("/predict?top_k=10", files={"file": ("shoe.jpg", upload, "image/jpeg")})
+    assert answer.status_code == 200, answer.text
+    record = answer.json()["records"][0]
+    assert expected.mirrored and record["mirrored"] is True and record["path"] == "shoe.jpg"
+    assert [entry["label"] for entry in record["top_k"]] == [entry["label"] for entry in expected.top_k]
+    assert [entry["probability"] for entry in record["top_k"]] == pytest.approx(
+        [entry["probability"] for entry in expected.top_k], abs=1e-6)

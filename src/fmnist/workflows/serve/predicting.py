@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fmnist import images
-from fmnist.errors import DataError, FmnistError
+from fmnist.errors import FmnistError
 from fmnist.inference import Prediction, iter_predictions
 from fmnist.workflows.serve.models import ServedModel
 from fmnist.workflows.serve.uploads import RequestError, Upload
@@ -41,45 +41,34 @@ def predict_uploads(model: ServedModel, uploads: list[Upload], top_k: int, inver
         raise RequestError(422, f"top_k must be between 1 and {len(predictor.classes)}, got {top_k}")
     if invert not in images.INVERT_CHOICES:
         raise RequestError(422, f"invert must be one of {', '.join(images.INVERT_CHOICES)}, got {invert!r}")
-    spec = predictor.image_spec
-    slots: list[tuple[str | None, object]] = []  # (name, pixels (K, S, S) | PreparedImage | DataError)
-    for upload in uploads:
-        if upload.arrays is not None:
-            slots.append((None, upload.arrays))
-            continue
-        try:
-            slots.append((upload.name, images.load(upload.data, spec, invert, name=upload.name)))
-        except DataError as exc:
-            slots.append((upload.name, exc))
-    readable = [item.pixels[None] if isinstance(item, images.PreparedImage) else item
-                for _, item in slots if not isinstance(item, DataError)]
-    predicted = _predict(predictor, readable, top_k)
+    # Every input through fmnist.predict's own path (decoding within limits, passthrough, mirroring,
+    # per-input error records), so the records are the ones `fmnist predict --json` writes.
+    predicted = _predict(predictor, [upload.data if upload.arrays is None else upload.arrays for upload in uploads],
+                         top_k, invert)
     records, failures, row = [], [], 0
-    for name, item in slots:
-        if isinstance(item, DataError):
-            records.append(Prediction(name, None, None, None, error=item.problem))
-            failures.append(item)
-        elif isinstance(item, images.PreparedImage):
-            records.append(dataclasses.replace(predicted[row], path=name, input=item.info()))
-            row += 1
-        else:
-            records.extend(predicted[row : row + len(item)])
-            row += len(item)
+    for upload in uploads:
+        count = 1 if upload.arrays is None else len(upload.arrays)
+        for record in predicted[row : row + count]:
+            if upload.arrays is None:
+                record = dataclasses.replace(record, path=upload.name)
+            if record.error is not None:
+                failures.append(record)
+            records.append(record)
+        row += count
     body = [_as_dict(record, show_input) for record in records]
     seconds = time.perf_counter() - started
     if failures and len(failures) == len(records):
         first = failures[0]
-        return Outcome(_status(first.problem), {"error": f"{first.path}: {first.problem}", "records": body}, 0)
+        return Outcome(_status(first.error), {"error": f"{first.path}: {first.error}", "records": body}, 0)
     ok = sum(record.ok for record in records)
     return Outcome(200, {"model": model.name, "records": body, "seconds": round(seconds, 6)}, ok)
 
 
-def _predict(predictor, batches: list[np.ndarray], top_k: int) -> list[Prediction]:
-    if not batches:
+def _predict(predictor, inputs: list, top_k: int, invert: str) -> list[Prediction]:
+    if not inputs:
         return []
-    stacked = batches[0] if len(batches) == 1 else np.concatenate(batches)
     try:
-        return list(iter_predictions(predictor, stacked, top_k=top_k, on_error="record"))
+        return list(iter_predictions(predictor, inputs, top_k=top_k, invert=invert, on_error="record"))
     except FmnistError as exc:  # a model that fails on these inputs: the server's problem, said in one line
         raise RequestError(500, f"the model could not run: {exc}") from None
 
