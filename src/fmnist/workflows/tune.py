@@ -36,7 +36,7 @@ from fmnist.runfolder import RunFolder, write_json
 from fmnist.tuning.space import SearchSpace, load_space, suggest
 from fmnist.tuning.storage import budget_lock, heartbeat_settings, kind_of, open_storage, storage_url
 from fmnist.workflows.train_run import train as train_run
-from fmnist.workflows.tune_results import budget_state, trial_line, write_results
+from fmnist.workflows.tune_results import budget_state, trial_line, trial_record, write_results
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("hyperband", "median", "none")
@@ -274,10 +274,7 @@ class Objective:
         """After each trial: its trial.json, and the progress line (unless quiet)."""
         folder = self.job.out / "trials" / f"{trial.number:03d}"
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "trial.json", {
-            "number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
-            "params": trial.params, "fail_reason": trial.user_attrs.get("fail_reason"),
-            "epochs": len(trial.intermediate_values), "retry_of": trial.system_attrs.get("failed_trial")})
+        write_json(folder / "trial.json", trial_record(trial))
         if not self.job.quiet:
             print(printable(self.prefix + trial_line(study, trial, self.job.metric)), file=sys.stderr, flush=True)
 
