@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
+# apt-get below (dataset, chromium, postgresql) must never stop at a question (tzdata's, on a fresh machine)
+export DEBIAN_FRONTEND := noninteractive
 
 .PHONY: run test test-fast bench fuzz mutation install data browser services clean
 

@@ -64,7 +64,8 @@ class PostgresServer:
         command = [str(self.bindir / args[0]), *args[1:]]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        # cwd: the postgres user may not enter the caller's directory (a repository under /root)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=self.root)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed: {result.stdout}{result.stderr}")
         return result
