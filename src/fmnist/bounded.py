@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from fmnist.errors import FmnistError
+from fmnist._io import read_regular_file
+from fmnist.errors import DataError, FmnistError
 from fmnist.limits import MAX_DEPTH
 
 
@@ -29,6 +30,16 @@ _SCANNER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's scanner: 7
 _YAML_OPEN = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
               yaml.FlowSequenceStartToken)
 _YAML_CLOSE = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: `1e-4` and `3E2` are floats (YAML 1.1
+    wants a dot, `1.0e-4`, and PyYAML reads `1e-4` as the string "1e-4")."""
+
+
+_Loader.add_implicit_resolver(  # a copy of the resolvers is made for the subclass: SafeLoader is untouched
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
 
 
 class BoundsError(ValueError):
@@ -65,7 +76,7 @@ def parse_json(text: str, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
 
 
 def parse_yaml(text: str, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
-    """`yaml.safe_load(text)` after checking its size and nesting depth with PyYAML's (flat) scanner."""
+    """`yaml.safe_load(text)`, numbers read as YAML 1.2 reads them, after checking its size and nesting depth with PyYAML's (flat) scanner."""
     check_size(text, max_bytes)
     try:
         tokens = yaml.scan(text, Loader=_SCANNER)
@@ -73,11 +84,30 @@ def parse_yaml(text: str, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
                  for token in tokens)
         if _deeper_than(steps, max_depth):
             raise BoundsError(f"nested deeper than {max_depth} levels")
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # a safe loader: SafeLoader with one more resolver
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # RecursionError: aliases nested in aliases
         if isinstance(exc, BoundsError):
             raise
         raise BoundsError(f"not valid YAML ({one_line(exc)})") from None
+
+
+def read_text_file(path: str | Path, max_bytes: int, expected: str) -> str:
+    """The UTF-8 text of a file someone gave by name (a config, a spec, a search space): a regular file
+    only (a FIFO would wait forever, a device never end), at most `max_bytes`; DataError otherwise."""
+    data = read_regular_file(path, expected=expected, max_bytes=max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(path, f"not UTF-8 text, expected {expected}") from None
+
+
+def read_yaml_file(path: str | Path, max_bytes: int, expected: str) -> Any:
+    """`parse_yaml` of `read_text_file`: a YAML file's content, or a DataError naming the file."""
+    text = read_text_file(path, max_bytes, expected)
+    try:
+        return parse_yaml(text, max_bytes)
+    except BoundsError as exc:
+        raise DataError(path, str(exc)) from None
 
 
 def one_line(exc: Exception) -> str:

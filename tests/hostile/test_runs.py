@@ -211,9 +211,54 @@ def test_onnx_prediction_is_quiet_with_an_unwritable_home(tmp_path, fashion):
 
 @pytest.mark.parametrize("text,problem", [("a: " + "[" * 100 + "]" * 100, "nested deeper than 32 levels"),
                                           ("a: " + "[" * 5000 + "]" * 5000, "nesting depth"),  # libyaml's own cap
-                                          ("epochs: 1\n" + "x: " * 1 + "y" * (1 << 21), "more than the limit")])
+                                          ("epochs: 1\n" + "x: " * 1 + "y" * (1 << 21),
+                                           "file too large: 2,097,165 bytes (the limit is 1 MiB); refused before reading it")])
 def test_a_hostile_config_file_is_one_line(tmp_path, small_idx_dir, text, problem):
     config = tmp_path / "config.yaml"
     config.write_text(text)
     result = run_bounded("train", "--config", config, "--data", small_idx_dir, "--out", tmp_path / "run")
     assert_refused(result, 2, str(config), problem)
+
+
+def test_a_fifo_or_a_folder_named_as_a_config_spec_or_space_is_refused_unopened(tmp_path):
+    from fmnist.engine.config import ConfigError, build_config
+    from fmnist.models.spec import SpecError, load_spec
+    from fmnist.tuning.space import SpaceError, load_space
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # nobody writes to it: opening it for reading would wait forever
+    for read, error, expected in [(build_config, ConfigError, "a YAML config file"),
+                                  (load_spec, SpecError, "a spec file (YAML or JSON)"),
+                                  (load_space, SpaceError, "a YAML search-space file")]:
+        with pytest.raises(error) as raised:
+            read(fifo)
+        assert str(raised.value) == f"{fifo}: a FIFO, expected {expected} (only regular files are read)"
+        with pytest.raises(error) as raised:
+            read(tmp_path)
+        assert str(raised.value) == f"{tmp_path}: is a directory, expected {expected}"
+
+
+@pytest.mark.parametrize("line, message", [
+    ("limit: 1e3", "limit: must be a whole number of images, at least 10, got 1000.0"),
+    ("limit: many", "limit: must be a whole number of images, at least 10, got 'many'"),
+    ("early_stop: 2.5", "early_stop: patience must be a whole number of epochs >= 1, got 2.5"),
+    ("epochs: true", "epochs: must be a positive integer, got True"),
+    ("step_epochs: [3]", "step_epochs must be a whole number >= 1 and step_gamma in (0, 1]"),
+])
+def test_a_whole_number_field_takes_only_whole_numbers(tmp_path, line, message):
+    from fmnist.engine.config import ConfigError, build_config
+
+    config = tmp_path / "config.yaml"
+    config.write_text(line + "\n")
+    with pytest.raises(ConfigError) as raised:
+        build_config(config)
+    assert str(raised.value) == f"{config}: {message}"
+
+
+def test_numbers_in_yaml_files_read_as_yaml_1_2_reads_them(tmp_path):
+    from fmnist.engine.config import build_config
+
+    config = tmp_path / "config.yaml"
+    config.write_text("lr: 3e-4\nweight_decay: 5E-4\nlimit: 1000\n")  # YAML 1.1 (PyYAML) would read "3e-4", a string
+    built = build_config(config)
+    assert (built.lr, built.weight_decay, built.limit) == (3e-4, 5e-4, 1000)

@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from fmnist.bounded import BoundsError, parse_yaml
+from fmnist.bounded import read_yaml_file
 from fmnist.device import PRECISIONS
 from fmnist.engine.augment import AUGMENTS
 from fmnist.engine.recipes import RECIPES, recipe_values
-from fmnist.errors import FmnistError
+from fmnist.errors import DataError, FmnistError
 from fmnist.limits import MAX_CONFIG_BYTES, MAX_SEED, MAX_THREADS
 from fmnist.runfolder import RunFolder
 
@@ -91,15 +91,15 @@ class TrainConfig:
         need(self.augment in AUGMENTS, f"augment: expected one of {', '.join(AUGMENTS)}, got {self.augment!r}")
         need(isinstance(self.crop_pad, int) and not isinstance(self.crop_pad, bool) and 1 <= self.crop_pad <= 8,
              f"crop_pad: must be 1-8 pixels, got {self.crop_pad!r}")
-        need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs: must be a positive integer, got {self.epochs!r}")
+        need(_whole(self.epochs) and self.epochs >= 1, f"epochs: must be a positive integer, got {self.epochs!r}")
         need(isinstance(self.warmup_epochs, (int, float)) and not isinstance(self.warmup_epochs, bool)
              and self.warmup_epochs >= 0, f"warmup_epochs: must be a number >= 0, got {self.warmup_epochs!r}")
         # Only the linear schedule warms up; a recipe's warm-up is then ignored by another --schedule.
         need(self.schedule != "linear" or self.warmup_epochs < self.epochs,
              f"warmup_epochs: must be below epochs ({self.epochs}) for the linear schedule, got {self.warmup_epochs!r}; "
              "give --warmup-epochs a smaller value")
-        need(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size: must be a positive integer, got {self.batch_size!r}")
-        need(isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1,
+        need(_whole(self.batch_size) and self.batch_size >= 1, f"batch_size: must be a positive integer, got {self.batch_size!r}")
+        need(_whole(self.eval_batch_size) and self.eval_batch_size >= 1,
              f"eval_batch_size: must be a positive integer, got {self.eval_batch_size!r}")
         # scikit-learn's splitters (the folds, the hold-outs) take seeds below 2**32; cv adds the fold number
         need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED,
@@ -114,9 +114,12 @@ class TrainConfig:
         need(0.0 <= self.momentum < 1.0, f"momentum: must be in [0, 1), got {self.momentum}")
         need(self.weight_decay >= 0, f"weight_decay: must be >= 0, got {self.weight_decay}")
         need(0.0 <= self.label_smoothing < 1.0, f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
-        need(self.limit is None or self.limit >= 10, f"limit: must be at least 10 images, got {self.limit}")
-        need(self.early_stop is None or self.early_stop >= 1, f"early_stop: patience must be >= 1, got {self.early_stop}")
-        need(self.step_epochs >= 1 and 0 < self.step_gamma <= 1, "step_epochs must be >= 1 and step_gamma in (0, 1]")
+        need(self.limit is None or (_whole(self.limit) and self.limit >= 10),
+             f"limit: must be a whole number of images, at least 10, got {self.limit!r}")
+        need(self.early_stop is None or (_whole(self.early_stop) and self.early_stop >= 1),
+             f"early_stop: patience must be a whole number of epochs >= 1, got {self.early_stop!r}")
+        need(_whole(self.step_epochs) and self.step_epochs >= 1 and 0 < self.step_gamma <= 1,
+             "step_epochs must be a whole number >= 1 and step_gamma in (0, 1]")
         need(self.decay is None or self.decay >= 0, f"decay: must be >= 0, got {self.decay}")
         need((self.model is None) != (self.spec is None), "give exactly one of model and spec")
         need(isinstance(self.model_options, dict) and all(isinstance(k, str) for k in self.model_options),
@@ -167,6 +170,11 @@ def config_from_dict(values: dict, origin: str = "config") -> TrainConfig:
         raise ConfigError(f"{origin}: {exc}") from None
 
 
+def _whole(value: Any) -> bool:
+    """An integer, not a bool (True is an int to Python) nor a float that happens to be whole (1e3)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "label_smoothing", "decay", "step_gamma", "warmup_epochs")
 
 
@@ -183,15 +191,10 @@ def _number(key: str, value: Any) -> Any:
 def load_config_file(path: str | Path) -> dict:
     """The key/value pairs of a YAML config file (validated later, when merged): a `--config` file
     or a run folder's config.yaml. The one place fmnist reads YAML configs."""
-    path = Path(path)
     try:
-        values = parse_yaml(path.read_text(encoding="utf-8"), MAX_CONFIG_BYTES)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not valid YAML (not UTF-8 text)") from None
-    except BoundsError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        values = read_yaml_file(path, MAX_CONFIG_BYTES, "a YAML config file")
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
     if values is None:
         return {}
     return checked_options(values, str(path))
@@ -208,18 +211,19 @@ def checked_options(values, where: str) -> dict:
     return values
 
 
-def build_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults < a recipe (`recipe`, from the file or the overrides) < `file` < overrides whose value
-    is not None."""
+def build_config(file: str | Path | None = None, *, under: dict | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults < a recipe (`recipe`, from any layer) < `under` (values another file set, e.g. a
+    search space's `fixed:`) < `file` < overrides whose value is not None."""
     from_file: dict = load_config_file(file) if file else {}
+    under = under or {}
     given = {key: value for key, value in overrides.items() if value is not None}
-    name = given.get("recipe", from_file.get("recipe"))
+    name = given.get("recipe", from_file.get("recipe", under.get("recipe")))
     recipe = recipe_values(name) if name else {}
     values: dict = {}
-    for layer in (recipe, from_file, given):
+    for layer in (recipe, under, from_file, given):
         _layer(values, layer)
     epochs = values.get("epochs")
-    if ("warmup_epochs" in recipe and "warmup_epochs" not in from_file and "warmup_epochs" not in given
+    if ("warmup_epochs" in recipe and not any("warmup_epochs" in layer for layer in (under, from_file, given))
             and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs != recipe["epochs"]):
         # The recipe's warm-up is a share of its own length (fast: 1 of 8 epochs); a run of another
         # length keeps the share, so `--recipe fast --epochs 1` warms up for the first 1/8 of its epoch.

@@ -34,8 +34,8 @@ from typing import Any
 
 from torch import nn
 
-from fmnist.bounded import BoundsError, brief, parse_json, parse_yaml
-from fmnist.errors import FmnistError
+from fmnist.bounded import BoundsError, brief, parse_json, parse_yaml, read_text_file
+from fmnist.errors import DataError, FmnistError
 from fmnist.limits import MAX_ACTIVATION_BYTES, MAX_BLOCKS, MAX_INTEGER, MAX_PARAMETERS, MAX_SPEC_BYTES
 from fmnist.models.layers import ACTIVATIONS, Rescale, activation, batch_norm1d, batch_norm2d, conv2d, dense
 
@@ -289,14 +289,9 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     Its size and nesting depth are checked before it is parsed (fmnist.bounded)."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError(f"{path}: {size:,} bytes, more than the limit of {MAX_SPEC_BYTES:,} for a spec file")
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a text file (expected YAML or JSON)") from None
+        text = read_text_file(path, MAX_SPEC_BYTES, "a spec file (YAML or JSON)")
+    except DataError as exc:
+        raise SpecError(str(exc)) from None
     suffix = path.suffix.lower()
     parsers = {".json": [parse_json], ".yaml": [parse_yaml], ".yml": [parse_yaml]}.get(suffix, [parse_json, parse_yaml])
     for parse in parsers:
