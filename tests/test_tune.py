@@ -95,6 +95,21 @@ def test_spec_keys_are_checked_against_the_spec():
             load_space({**bad}).check(base)
 
 
+def test_an_option_given_wins_over_fixed_even_when_it_is_the_default(tmp_path):
+    space = load_space({"fixed": {"optimizer": "adam", "batch_size": 64, "epochs": 5}, "lr": {"log": [1e-4, 1e-1]}})
+    assert space.dimensions[0].low == 1e-4  # YAML 1.2 numbers: 1e-4 is a float, not the string "1e-4"
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("epochs: 2\nweight_decay: 1e-4\n", encoding="utf-8")
+    # --batch-size 32 is train's default, but given: it wins over fixed:'s 64; the --config file too
+    base = space.base_config({"batch_size": 32, "config": config_file, "lr": None})
+    assert (base.batch_size, base.optimizer, base.epochs, base.weight_decay) == (32, "adam", 2, 1e-4)
+    assert space.base_config().batch_size == 64
+    # From the API, a TrainConfig's values equal to the defaults cannot be told from unset ones
+    assert space.base_config(TrainConfig(batch_size=32, seed=3)).batch_size == 64
+    with pytest.raises(SpaceError, match=r"^space: fixed: options: epochs: must be a positive integer, got 0$"):
+        load_space({"fixed": {"epochs": 0}, "lr": [0.1]}).base_config()
+
+
 def test_bad_input_gets_one_line_and_status_2(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("lr: {log: [1e-4\n", encoding="utf-8")
@@ -142,6 +157,24 @@ def test_a_sqlite_study_whose_best_yaml_reproduces_the_best_trial(tmp_path):
 
 
 @pytest.mark.slow
+def test_final_trains_the_best_config_on_all_training_images_and_tests_it(tmp_path):
+    out = tmp_path / "study"
+    result = run("tune", "--space", write_space(tmp_path / "space.yaml"), "--trials", "2", *TINY, "--final",
+                 "--out", out)
+    summary = json.loads((out / "tune.json").read_text())
+    metrics = json.loads((out / "final" / "metrics.json").read_text())
+    config = yaml.safe_load((out / "final" / "config.yaml").read_text())
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert config["val"] == "test" and best["val"] == "balanced:20"  # no hold-out: every training image
+    assert {key: value for key, value in config.items() if key != "val"} == {k: v for k, v in best.items() if k != "val"}
+    assert summary["final"]["test_accuracy"] == metrics["test_accuracy"] > 0.5
+    assert (out / "final" / "model.safetensors").is_file()
+    assert f"final model: test accuracy {metrics['test_accuracy'] * 100:.3f}" in result.stdout
+    page = (out / "report.html").read_text()
+    assert "Final model" in page and f"test accuracy {metrics['test_accuracy'] * 100:.2f} %" in page
+
+
+@pytest.mark.slow
 def test_pruning_stops_trials_with_a_hopeless_learning_rate(tmp_path, fashion):
     # Seed 6: the random sampler draws 0.05, 0.05, 1e-7, 0.05, 1e-7, so the median pruner has two
     # finished trials to compare the hopeless ones with after their first epoch.
@@ -172,7 +205,10 @@ def test_two_workers_on_postgresql_finish_exactly_the_budget(tmp_path, postgres_
     numbers = [trial["number"] for trial in summary["trials"]]
     assert summary["finished"] == 5 and sorted(numbers) == [0, 1, 2, 3, 4]
     assert summary["counts"].get("fail", 0) == 0
-    assert "lock" not in result.stderr.lower() and "Traceback" not in result.stderr
+    assert all(trial["fail_reason"] is None for trial in summary["trials"]) and "Traceback" not in result.stderr
+    # both workers ran trials of the one study, each line saying whose it was
+    lines = [line for line in result.stderr.splitlines() if " trial " in line]
+    assert len(lines) == 5 and {line.split("]")[0] for line in lines} == {"[worker 1", "[worker 2"}
 
 
 @pytest.mark.slow

@@ -40,11 +40,19 @@ def _load_spec(spec: Optional[Path]) -> Optional[dict]:
     return None if spec is None else models.validate_spec(models.load_spec(spec))
 
 
+def given_options(options: dict, data: Optional[Path] = None, **overrides) -> dict:
+    """The options given, as build_config takes them: the `config` file, the values (the spec file
+    read), the data folder; `overrides` replace options."""
+    values = {**options, **overrides}
+    values["spec"] = _load_spec(values.pop("spec", None))
+    values["data"] = str(data) if data is not None else None
+    return values
+
+
 def _settings(options: dict, data: Optional[Path] = None, **overrides):
     """A TrainConfig from the options given (config file < options); `overrides` replace options."""
-    values = {**options, **overrides}
-    config, spec = values.pop("config", None), values.pop("spec", None)
-    return build_config(config, spec=_load_spec(spec), data=str(data) if data is not None else None, **values)
+    values = given_options(options, data, **overrides)
+    return build_config(values.pop("config", None), **values)
 
 
 @command("models", short_help="The registered models and their sizes.")

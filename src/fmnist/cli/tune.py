@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from fmnist.cli._common import DataOption, QuietOption, command, console, note, option, training_options
-from fmnist.cli.train import TRAINING, _settings
+from fmnist.cli.train import TRAINING, given_options
 from fmnist.engine.progress import make_progress
 
 
@@ -47,7 +47,7 @@ def tune(
     note(quiet)("loading PyTorch and Optuna")
     from fmnist.workflows.tune import tune as run_tune  # optuna, SQLAlchemy, torch: seconds; only when tuning
 
-    summary = run_tune(space, out, trials, config=_settings(options, data), timeout=timeout, study=study,
+    summary = run_tune(space, out, trials, config=given_options(options, data), timeout=timeout, study=study,
                        storage=storage, workers=workers, sampler=sampler, pruner=pruner, metric=metric,
                        resume=resume, final=final, quiet=quiet,
                        make_progress=lambda prefix: make_progress(quiet, prefix),

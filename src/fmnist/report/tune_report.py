@@ -62,6 +62,12 @@ def draw_tune_report(folder: Path, study, summary: dict, space_text: str) -> Pat
         sections.append(("Best trial", html.table(
             ["trial", metric, *best["params"]],
             [[best["number"], round(best["value"], 4), *(_cell(value) for value in best["params"].values())]])))
+    final = summary.get("final")
+    if final:
+        sections.append(("Final model", html.markup(
+            "<p>best.yaml trained on all training images (<code>final/</code>, its own report in "
+            "<code>final/report.html</code>): test accuracy {:.2f} %, test loss {:.4f}, {:.1f} s of training.</p>",
+            final["test_accuracy"] * 100, final["test_loss"], final["train_seconds"])))
     keys = sorted({key for trial in summary["trials"] for key in trial["params"]})
     rows = [[trial["number"], trial["state"], "—" if trial["value"] is None else round(trial["value"], 4),
              trial["epochs"], *(_cell(trial["params"].get(key, "—")) for key in keys), trial["fail_reason"] or ""]

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmnist.bounded import BoundsError, parse_yaml
-from fmnist.engine.config import (FIELDS, FLOAT_FIELDS, ConfigError, TrainConfig, build_config, checked_options,
+from fmnist.bounded import read_yaml_file
+from fmnist.engine.config import (FIELDS, ConfigError, TrainConfig, build_config, checked_options,
                                   config_from_dict)
-from fmnist.errors import FmnistError
+from fmnist.errors import DataError, FmnistError
 from fmnist.limits import MAX_CONFIG_BYTES
 from fmnist.models.spec import CONV_FIELDS, FC_FIELDS, SpecError, validate_spec
 
@@ -94,22 +94,26 @@ class SearchSpace:
         text = json.dumps([d.as_dict() | {"key": d.key} for d in self.dimensions], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def grid(self) -> dict[str, list]:
+        """Every value of every key, for the grid sampler."""
+        return {dimension.key: dimension.grid() for dimension in self.dimensions}
+
     def describe(self) -> dict:
         return {d.key: d.as_dict() for d in self.dimensions}
 
-    def base_config(self, config: TrainConfig | None = None) -> TrainConfig:
-        """The fixed part of every trial: `fixed:` under the values of `config` that differ from the
-        defaults (the command line's options), or `fixed:` alone."""
-        given = {} if config is None else _non_default(config)
+    def base_config(self, config: TrainConfig | dict | None = None) -> TrainConfig:
+        """The fixed part of every trial: `fixed:`, and over it `config` — the command line's options as
+        build_config takes them (a dict; `config` names a config file), or, from the API, a TrainConfig's
+        values that differ from the defaults."""
         fixed = dict(self.fixed)
-        if "model" in given or "spec" in given:
-            fixed.pop("model", None), fixed.pop("spec", None)
         if isinstance(fixed.get("spec"), dict):
             fixed["spec"] = _checked_spec(fixed["spec"], f"{self.origin}: fixed: spec")
         try:
-            return build_config(**{**fixed, **given})
+            build_config(under=fixed)  # `fixed:` alone first, so that its mistakes are named as its own
         except ConfigError as exc:
             raise SpaceError(f"{self.origin}: fixed: {exc}") from None
+        options = _non_default(config) if isinstance(config, TrainConfig) else dict(config or {})
+        return build_config(options.pop("config", None), under=fixed, **options)
 
     def check(self, base: TrainConfig) -> None:
         """Every value a trial could be given, tried against `base`: refused ones are errors now."""
@@ -137,15 +141,11 @@ def load_space(source: str | Path | dict | SearchSpace) -> SearchSpace:
         return source
     origin = "space"
     if not isinstance(source, dict):
-        origin, path = str(source), Path(source)
+        origin = str(source)
         try:
-            source = parse_yaml(path.read_text(encoding="utf-8"), MAX_CONFIG_BYTES)
-        except FileNotFoundError:
-            raise SpaceError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpaceError(f"{path}: cannot read the space file ({getattr(exc, 'strerror', None) or exc})") from None
-        except BoundsError as exc:
-            raise SpaceError(f"{path}: {exc}") from None
+            source = read_yaml_file(source, MAX_CONFIG_BYTES, "a YAML search-space file")
+        except DataError as exc:
+            raise SpaceError(str(exc)) from None
     if not isinstance(source, dict) or not source:
         raise SpaceError(f"{origin}: expected a mapping of key: values to search (see configs/tune-fast.yaml)")
     values = {str(key): value for key, value in source.items()}
@@ -164,11 +164,6 @@ def _dimension(origin: str, key: str, value: Any) -> Dimension:
         hint = " (it stays fixed for every trial: give it as an option)" if key in NOT_TUNABLE else ""
         raise SpaceError(f"{where}: unknown key{hint}; tunable: {', '.join(TRAIN_KEYS)}, conv_blocks, dropout, "
                          f"convN.{{{','.join(CONV_FIELDS)}}}, fcN.{{{','.join(FC_FIELDS)}}}")
-    if isinstance(value, dict):  # YAML 1.1 reads `1e-4` as a string; a range means the number it spells
-        value = {name: [_float_text(item) for item in bounds] if isinstance(bounds, list) else _float_text(bounds)
-                 for name, bounds in value.items()}
-    elif isinstance(value, list) and key in FLOAT_FIELDS:
-        value = [_float_text(item) for item in value]
     if isinstance(value, list):
         if not value:
             raise SpaceError(f"{where}: empty list of choices")
@@ -279,15 +274,6 @@ def _conv_count(spec: dict) -> int:
 
 def _is_spec_key(key: str) -> bool:
     return key in ("dropout", "conv_blocks") or SPEC_KEY.fullmatch(key) is not None
-
-
-def _float_text(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _is_number(value: Any) -> bool:

@@ -13,6 +13,7 @@ one-line reason, and the study goes on.
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import os
 import shutil
@@ -28,7 +29,7 @@ import torch
 
 from fmnist.data.dataset import Dataset, load_dataset
 from fmnist.engine.config import TrainConfig, config_from_dict
-from fmnist.engine.progress import NullProgress, Progress
+from fmnist.engine.progress import NullProgress, Progress, make_progress as progress_for
 from fmnist.engine.trainer import fit
 from fmnist.engine.training_data import validation_split
 from fmnist.errors import FmnistError, printable
@@ -62,6 +63,7 @@ class TuneJob:
     metric: str
     quiet: bool
     workers: int = 1
+    grid: dict | None = None  # the grid sampler's values of each key
 
 
 def tune(space, out: str | Path, trials: int, config: TrainConfig | None = None, timeout: float | None = None,
@@ -90,14 +92,15 @@ def tune(space, out: str | Path, trials: int, config: TrainConfig | None = None,
     if kind_of(url) == "sqlite" and workers > 1:
         raise FmnistError(f"--workers {workers}: a SQLite study takes one worker at a time; "
                           "give --storage postgresql://USER@HOST/DB for several")
-    if sampler == "grid":
-        trials = min(trials, _grid_size(space))
+    grid = space.grid() if sampler == "grid" else None
+    if grid is not None:
+        trials = min(trials, math.prod(len(values) for values in grid.values()))
     out = Path(out)
     folder = RunFolder(out)
     if not resume and ((out / "tune.json").exists() or (storage is None and (out / "study.db").exists())):
         raise FmnistError(f"{out}: already holds a study; continue it with --resume or choose another --out")
     with folder.locked():
-        job = TuneJob(space, base, out, url, study, trials, timeout, sampler, pruner, metric, quiet, workers)
+        job = TuneJob(space, base, out, url, study, trials, timeout, sampler, pruner, metric, quiet, workers, grid)
         started = time.perf_counter()
         dataset = dataset if dataset is not None else load_dataset(base.data)
         _check_validation(base, dataset)  # before the study exists: a refused --val leaves no empty study
@@ -106,7 +109,8 @@ def tune(space, out: str | Path, trials: int, config: TrainConfig | None = None,
             work(job, 0, None, dataset)
         else:
             _run_workers(job)
-        summary = write_results(optuna_study, job, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        summary = write_results(optuna_study, job, seconds)  # on disk before --final: its training may be stopped
         _report_summary(summary, report)
         if final and summary.get("best"):
             best = dataclasses.replace(config_from_dict(summary["best"]["config"], origin="best.yaml"), val="test")
@@ -115,8 +119,8 @@ def tune(space, out: str | Path, trials: int, config: TrainConfig | None = None,
                 result = train_run(best, out / "final", dataset, progress=progress)
             finally:
                 progress.close()
-            summary["final"] = {key: result.metrics[key] for key in ("test_accuracy", "test_loss", "train_seconds")}
-            write_json(out / "tune.json", summary)
+            scores = {key: result.metrics[key] for key in ("test_accuracy", "test_loss", "train_seconds")}
+            summary = write_results(optuna_study, job, seconds, final=scores)  # tune.json and report.html with them
             report(f"final model: test accuracy {result.metrics['test_accuracy'] * 100:.3f} "
                    f"({out / 'final' / 'model.safetensors'})")
     return summary
@@ -125,13 +129,6 @@ def tune(space, out: str | Path, trials: int, config: TrainConfig | None = None,
 def _check_choice(option: str, value: str, known: tuple[str, ...]) -> None:
     if value not in known:
         raise FmnistError(f"{option}: expected one of {', '.join(known)}, got {value!r}")
-
-
-def _grid_size(space: SearchSpace) -> int:
-    size = 1
-    for dimension in space.dimensions:
-        size *= len(dimension.grid())
-    return size
 
 
 def _check_validation(base: TrainConfig, dataset: Dataset) -> None:
@@ -201,8 +198,16 @@ def work(job: TuneJob, index: int, threads: int | None, dataset: Dataset | None 
     storage = open_storage(job.url)
     study = optuna.load_study(study_name=job.study, storage=storage, sampler=_sampler(job, index),
                               pruner=_pruner(job))
-    objective = Objective(job, dataset if dataset is not None else load_dataset(job.base.data),
-                          prefix=f"[worker {index + 1}] " if job.workers > 1 else "")
+    progress = progress_for(job.quiet, prefix=f"[worker {index + 1}] " if job.workers > 1 else "")
+    try:
+        _trials(job, storage, study, Objective(job, dataset if dataset is not None else load_dataset(job.base.data),
+                                             progress))
+    finally:
+        progress.close()
+
+
+def _trials(job: TuneJob, storage, study: optuna.Study, objective: Objective) -> None:
+    """Trial after trial while the budget (and --timeout) allow; then wait for the others' trials."""
     started, interval = time.monotonic(), heartbeat_settings()[0]
     while True:
         timed_out = job.timeout is not None and time.monotonic() - started >= job.timeout
@@ -228,7 +233,7 @@ def _sampler(job: TuneJob, index: int) -> optuna.samplers.BaseSampler:
     if job.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if job.sampler == "grid":
-        return optuna.samplers.GridSampler({d.key: d.grid() for d in job.space.dimensions}, seed=seed)
+        return optuna.samplers.GridSampler(job.grid, seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
 
 
@@ -243,8 +248,8 @@ def _pruner(job: TuneJob) -> optuna.pruners.BasePruner:
 class Objective:
     """One trial: its config from the space, fit into DIR/trials/NNN, each epoch reported to the pruner."""
 
-    def __init__(self, job: TuneJob, dataset: Dataset, prefix: str = ""):
-        self.job, self.dataset, self.prefix = job, dataset, prefix
+    def __init__(self, job: TuneJob, dataset: Dataset, progress: Progress):
+        self.job, self.dataset, self.progress = job, dataset, progress
         self.release: Callable[[], None] = lambda: None
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -271,12 +276,11 @@ class Objective:
         return result.history[-1][job.metric]
 
     def finished(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        """After each trial: its trial.json, and the progress line (unless quiet)."""
+        """After each trial: its trial.json, and its progress line."""
         folder = self.job.out / "trials" / f"{trial.number:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "trial.json", trial_record(trial))
-        if not self.job.quiet:
-            print(printable(self.prefix + trial_line(study, trial, self.job.metric)), file=sys.stderr, flush=True)
+        self.progress.note(printable(trial_line(study, trial, self.job.metric)))
 
 
 def _report_summary(summary: dict, report: Callable[[str], None]) -> None:

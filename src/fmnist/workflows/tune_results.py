@@ -58,8 +58,9 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
             if trial.datetime_complete and trial.datetime_start else None}
 
 
-def write_results(study: optuna.Study, job, seconds: float) -> dict:
-    """tune.json, best.yaml (a complete train config), figures and report.html in job.out."""
+def write_results(study: optuna.Study, job, seconds: float, final: dict | None = None) -> dict:
+    """tune.json, best.yaml (a complete train config), figures and report.html in job.out; `final`: the
+    test scores of best.yaml trained on all training images (--final)."""
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = {}
     for trial in trials:
@@ -72,7 +73,7 @@ def write_results(study: optuna.Study, job, seconds: float) -> dict:
         "fixed": job.base.to_dict(), "seconds": seconds,
         "finished": sum(1 for trial in trials if trial.state in FINISHED), "counts": counts,
         "trials": [trial_record(trial) for trial in trials],
-        "best": None,
+        "best": None, "final": final,
     }
     if best is not None:
         config = config_from_dict(best.user_attrs["config"], origin=f"trial {best.number}")
