@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zlib
 
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from fmnist import image_files, images
-from fmnist.errors import DataError
+from fmnist.errors import DataError, FmnistError
 from fmnist.images import FASHION_SPEC, ImageSpec
 
 
@@ -528,3 +529,250 @@ def test_load_names_the_input_and_passes_its_options(fashion):
     dark_on_white = png_bytes(Image.fromarray(255 - fashion.test.images[0]))
     assert images.load(dark_on_white).inverted and not images.load(dark_on_white, invert="never").inverted
     assert images.load(dark_on_white, ImageSpec(background="light")).passthrough
+
+
+def _image(mode: str, values, dtype="<u2") -> Image.Image:
+    array = np.asarray(values)
+    raw = array.astype(dtype).tobytes() if mode.startswith("I;16") else array.astype(np.uint8).tobytes()
+    return Image.frombytes(mode, (array.shape[1], array.shape[0]), raw)
+
+
+@pytest.mark.parametrize("image, expected", [
+    # 16-bit: scaled by 257 (65535 -> 255), in every byte order Pillow names
+    *((_image(mode, [[0, 257, 12850, 65535]], ">u2" if mode == "I;16B" else "<u2"), [[0, 1, 50, 255]])
+      for mode in ("I;16", "I;16L", "I;16B", "I;16N")),
+    # 32-bit integers: scaled when any value passes 255 (a 16-bit PNG decoded as I), clipped at 0
+    (Image.fromarray(np.array([[-5, 0, 514, 65535]], dtype=np.int32)), [[0, 0, 2, 255]]),
+    (Image.fromarray(np.array([[-5, 0, 256]], dtype=np.int32)), [[0, 0, 256 / 257]]),
+    (Image.fromarray(np.array([[-5, 0, 100, 255]], dtype=np.int32)), [[0, 0, 100, 255]]),  # 8-bit values as I
+    # floats: 0..1 scaled to 0..255 (NaN is 0); anything larger taken as 0..255 and clipped
+    (Image.fromarray(np.array([[np.nan, 0.2, 1.0, -np.inf]], dtype=np.float32)), [[0, 51, 255, 0]]),
+    (Image.fromarray(np.array([[np.nan, 2.0, 300.0, -3.0, np.inf]], dtype=np.float32)), [[0, 2, 255, 0, 255]]),
+    # premultiplied grey + alpha over white: L + (255 - A)
+    (_image("La", [[[100, 128], [0, 0], [200, 255]]]), [[227, 255, 200]]),
+    # 8-bit modes keep their exact values
+    (_image("L", [[0, 7, 255]]), [[0, 7, 255]]),
+    (Image.fromarray(np.array([[False, True]])), [[0, 255]]),
+])
+def test_to_grayscale_gives_each_mode_its_documented_values(image, expected):
+    gray = images.to_grayscale(image)
+    assert gray.dtype == np.float32 and gray.shape == np.asarray(expected).shape
+    assert np.allclose(gray, np.asarray(expected, dtype=np.float32), atol=1e-4), gray
+
+
+def _over_white(rgb, alpha):
+    """Colour `rgb` at opacity `alpha` composited onto white, as luma (ITU-R 601-2, Pillow's L)."""
+    composed = [c * alpha / 255 + 255 * (1 - alpha / 255) for c in rgb]
+    return 0.299 * composed[0] + 0.587 * composed[1] + 0.114 * composed[2]
+
+
+def test_every_mode_with_alpha_is_composited_onto_white():
+    pixels = [((200, 40, 90), 255), ((200, 40, 90), 128), ((10, 250, 30), 0), ((0, 0, 0), 64)]
+    expected = np.array([[_over_white(rgb, alpha) for rgb, alpha in pixels]])
+    rgba = Image.frombytes("RGBA", (4, 1), bytes(v for rgb, alpha in pixels for v in (*rgb, alpha)))
+    premultiplied = rgba.convert("RGBa")
+    greys = [int(round(0.299 * r + 0.587 * g + 0.114 * b)) for (r, g, b), _ in pixels]
+    la = Image.frombytes("LA", (4, 1), bytes(v for grey, (_, alpha) in zip(greys, pixels) for v in (grey, alpha)))
+    expected_la = np.array([[grey * alpha / 255 + 255 * (1 - alpha / 255) for grey, (_, alpha) in zip(greys, pixels)]])
+    pa = Image.frombytes("PA", (4, 1), bytes(v for index, (_, alpha) in enumerate(pixels) for v in (index, alpha)))
+    pa.putpalette([v for rgb, _ in pixels for v in rgb])
+    for image, want in [(rgba, expected), (premultiplied, expected), (la, expected_la), (pa, expected)]:
+        gray = images.to_grayscale(image)
+        assert gray.dtype == np.float32 and np.abs(gray - want).max() <= 1.5, (image.mode, gray, want)
+
+
+def test_a_palette_without_transparency_and_other_colour_spaces_go_through_rgb():
+    paletted = Image.fromarray(np.array([[0, 1]], dtype=np.uint8), mode="P")
+    paletted.putpalette([20, 200, 30, 255, 255, 255])
+    assert "transparency" not in paletted.info
+    assert np.allclose(images.to_grayscale(paletted), [[0.299 * 20 + 0.587 * 200 + 0.114 * 30, 255]], atol=1)
+    rgb = Image.frombytes("RGB", (3, 1), bytes([200, 40, 90, 10, 250, 30, 0, 0, 0]))
+    luma = images.to_grayscale(rgb)
+    assert luma.dtype == np.float32 and np.array_equal(luma, np.asarray(rgb.convert("L"), dtype=np.float32))
+    for mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        other = rgb.convert(mode) if mode != "LAB" else Image.frombytes("LAB", (1, 1), bytes([128, 128, 128]))
+        gray = images.to_grayscale(other)
+        assert gray.dtype == np.float32
+        assert np.array_equal(gray, np.asarray(other.convert("RGB").convert("L"), dtype=np.float32)), mode
+
+
+# ---------------------------------------------------------------------- the steps of prepare, one by one
+
+
+def test_to_uint8_rounds_and_clips():
+    values = np.array([-3.0, 0.4, 0.6, 254.6, 255.4, 300.0])
+    result = images.to_uint8(values)
+    assert result.dtype == np.uint8 and result.tolist() == [0, 0, 1, 255, 255, 255]
+
+
+@pytest.mark.parametrize("shape, side", [((100, 200), 4), ((5, 5), 2), ((50, 9), 2)])
+def test_the_corners_are_four_squares_of_4_percent_of_the_shorter_side(shape, side):
+    gray = np.zeros(shape, dtype=np.float32)
+    for rows in (slice(0, side), slice(-side, None)):
+        for cols in (slice(0, side), slice(-side, None)):
+            gray[rows, cols] = 7.0
+    corners = images._corners(gray)
+    assert corners.shape == (4 * side * side,) and (corners == 7.0).all()
+
+
+def test_an_image_too_small_for_four_corners_is_all_corner():
+    gray = np.arange(9, dtype=np.float32).reshape(3, 3)  # 2-pixel squares would overlap
+    assert sorted(images._corners(gray).tolist()) == list(range(9))
+
+
+def _with_corners(values: np.ndarray, size: int = 50) -> np.ndarray:
+    """A size x size image whose 4 corner squares (2 x 2 each) hold `values` (16 of them), the rest 0."""
+    gray = np.zeros((size, size), dtype=np.float32)
+    squares = values.reshape(4, 2, 2)
+    gray[:2, :2], gray[:2, -2:], gray[-2:, :2], gray[-2:, -2:] = squares
+    return gray
+
+
+@pytest.mark.parametrize("values, level, tolerance", [
+    (np.full(16, 40.0), 40.0, 0.05 * 255),  # a flat background: the spec's 5 %
+    (np.array([40.0] * 8 + [50.0] * 4 + [30.0] * 4), 40.0, 3 * 1.4826 * 5.0),  # grain: three robust sigmas
+    (np.array([40.0] * 8 + [90.0] * 4 + [0.0] * 4), 40.0, 0.25 * 255),  # never more than a quarter of the range
+])
+def test_the_background_is_the_corners_median_and_the_tolerance_follows_their_spread(values, level, tolerance):
+    found_level, found_tolerance = images._background(_with_corners(values), 0.05)
+    assert found_level == level and found_tolerance == pytest.approx(tolerance, rel=1e-12)
+
+
+def test_the_object_mask_is_strictly_beyond_the_tolerance_and_loses_its_specks_on_large_images():
+    assert images._object_mask(np.array([[10.0, 20.0, 20.1]]), 10.0, 10.0).tolist() == [[False, False, True]]
+    for size, speck_kept in [(100, False), (99, True)]:
+        gray = np.zeros((size, size), dtype=np.float32)
+        gray[40:60, 40:60] = 200.0  # the object
+        gray[5, 90] = 200.0  # one speck of noise
+        mask = images._object_mask(gray, 0.0, 12.75)
+        assert mask[50, 50] and bool(mask[5, 90]) == speck_kept
+
+
+def test_an_empty_mask_boxes_the_whole_image():
+    assert images._bounding_box(np.zeros((3, 5), dtype=bool)) == (0, 0, 5, 3)
+
+
+def test_inversion_compares_the_background_with_the_objects_level():
+    # a dark spec wants light objects: a dark object on a lighter (if still dark) backdrop is inverted
+    backdrop = np.full((60, 60), 100, dtype=np.uint8)
+    backdrop[20:40, 15:45] = 20
+    assert images.prepare(Image.fromarray(backdrop)).inverted
+    # with no object, the background alone decides: lighter than mid-grey (127.5) means inverted
+    assert images.prepare(Image.fromarray(np.full((60, 60), 128, dtype=np.uint8))).inverted
+    assert not images.prepare(Image.fromarray(np.full((60, 60), 127, dtype=np.uint8))).inverted
+    assert not images.prepare(Image.fromarray(np.full((60, 60), 0.5, dtype=np.float32), mode="F")).inverted  # 127.5
+
+
+LIGHT = ImageSpec(background="light", object_size=20)
+
+
+def test_levels_stretch_the_background_to_the_datasets_and_leave_the_wrong_polarity_alone():
+    gray = np.array([[50.0, 100.0, 250.0]], dtype=np.float32)
+    stretched, fill = images._level(gray, 50.0, 250.0, FASHION_SPEC)  # dark spec, light object: 50 -> 0
+    assert fill == 0.0 and np.allclose(stretched, [[0.0, 50 * 255 / 205, 200 * 255 / 205]])
+    same, fill = images._level(gray, 254.5, 255.0, FASHION_SPEC)  # nothing left to stretch
+    assert fill == 0.0 and same is gray
+    stretched, fill = images._level(gray, 200.0, 60.0, LIGHT)  # light spec, dark object: 200 -> 255, clipped
+    assert fill == 255.0 and np.allclose(stretched, [[50 * 255 / 200, 100 * 255 / 200, 255.0]])
+    stretched, fill = images._level(np.array([[0.5, 1.0]], dtype=np.float32), 1.0, 0.5, LIGHT)
+    assert fill == 255.0 and np.allclose(stretched, [[127.5, 255.0]])
+    same, fill = images._level(gray, 0.5, 0.2, LIGHT)
+    assert fill == 255.0 and same is gray
+    for spec in (FASHION_SPEC, LIGHT):  # an object as bright as its background on average: left alone
+        same, fill = images._level(gray, 100.0, 100.0, spec)
+        assert same is gray and fill == 100.0
+    assert images._level(gray, 100.0, None, FASHION_SPEC)[1] == 0.0
+    assert images._level(gray, 100.0, None, LIGHT)[1] == 255.0
+
+
+def test_resizing_keeps_every_level_within_0_to_255_and_gives_the_size_asked():
+    edge = np.zeros((40, 40), dtype=np.float32)
+    edge[:, 20:] = 255.0  # Lanczos rings on both sides of a hard edge
+    for size in ((13, 13), (90, 90)):
+        resized = images._resize(edge, size)
+        assert resized.shape == size[::-1] and resized.dtype == np.float32
+        assert resized.min() == 0.0 and resized.max() == 255.0
+    assert images._resize(np.zeros((10, 20), dtype=np.float32), (20, 20)).shape == (20, 20)
+
+
+def test_an_odd_object_size_takes_half_rounded_down_for_the_passthrough():
+    spec = ImageSpec(object_size=21)
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[9:19, 9:19] = 200  # 10 px: 21 // 2
+    assert images.prepare(Image.fromarray(image), spec).passthrough
+    image[:] = 0
+    image[9:18, 9:18] = 200  # 9 px
+    assert not images.prepare(Image.fromarray(image), spec).passthrough
+
+
+def test_an_empty_frame_is_passed_through_and_said_to_be_empty():
+    blank = images.prepare(Image.fromarray(np.zeros((28, 28), dtype=np.uint8)))
+    assert blank.passthrough and blank.empty
+    large = images.prepare(Image.fromarray(np.zeros((90, 60), dtype=np.uint8)))
+    assert not large.passthrough and large.empty
+    assert not images.prepare(Image.fromarray(photo_like())).empty
+
+
+def photo_like() -> np.ndarray:
+    image = np.full((90, 60), 30, dtype=np.uint8)
+    image[20:70, 15:45] = 220
+    return image
+
+
+def test_a_large_wide_image_is_worked_on_smaller_and_boxed_in_its_own_pixels():
+    width, height = 3 * images.WORKING_SIZE, images.WORKING_SIZE // 2
+    image = np.zeros((height, width), dtype=np.uint8)
+    image[height // 4 : 3 * height // 4, width // 3 : 2 * width // 3] = 230
+    prepared = images.prepare(Image.fromarray(image))
+    left, top, right, bottom = prepared.box
+    step = 3  # one working pixel is 3 image pixels
+    assert abs(left - width // 3) <= step and abs(right - 2 * width // 3) <= step
+    assert abs(top - height // 4) <= step and abs(bottom - 3 * height // 4) <= step
+
+
+def test_an_animation_of_photos_reports_its_frames():
+    first, second = Image.fromarray(photo_like()), Image.fromarray(255 - photo_like())
+    buffer = io.BytesIO()
+    first.save(buffer, format="GIF", save_all=True, append_images=[second], duration=100, loop=0)
+    prepared = images.load(buffer.getvalue())
+    assert prepared.frames == 2 and not prepared.passthrough and not prepared.empty
+
+
+def test_an_empty_image_and_a_wrong_invert_are_one_line_errors():
+    with pytest.raises(DataError) as raised:
+        images.prepare(Image.new("L", (0, 5)))
+    assert raised.value.path is None and raised.value.problem == "empty image (0x5 pixels)"
+    with pytest.raises(FmnistError) as raised:
+        images.prepare(Image.fromarray(photo_like()), invert="maybe")
+    assert str(raised.value) == "invert must be one of auto, always, never, got 'maybe'"
+
+
+def test_a_failure_after_decoding_names_the_input(tmp_path, monkeypatch):
+    def failing(image, spec, invert):
+        raise DataError(None, "cannot convert this image (odd mode)")
+
+    encoded = png_bytes(Image.fromarray(photo_like()))
+    (tmp_path / "shirt.png").write_bytes(encoded)
+    monkeypatch.setattr(images, "prepare", failing)
+    for source, name, shown in [(encoded, "upload.png", "upload.png"), (tmp_path / "shirt.png", None,
+                                                                          str(tmp_path / "shirt.png"))]:
+        with pytest.raises(DataError) as raised:
+            images.load(source, name=name)
+        assert str(raised.value) == f"{shown}: cannot convert this image (odd mode)"
+
+
+@pytest.mark.parametrize("values, problem", [
+    ({"size": 1}, "size must be an integer >= 2"), ({"size": 2.0}, "size must be an integer >= 2"),
+    ({"tolerance": 0.5}, "tolerance must be in [0, 0.5)"), ({"tolerance": -0.01}, "tolerance must be in [0, 0.5)"),
+])
+def test_an_image_spec_out_of_bounds_is_refused(values, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        ImageSpec(**values)
+    assert ImageSpec(size=2, object_size=2).size == 2 and ImageSpec(tolerance=0).tolerance == 0
+
+
+def test_the_spec_of_light_images_is_measured_as_of_dark_ones(fashion):
+    dark = images.measure_spec(fashion.train.images[:3000])
+    light = images.measure_spec(255 - fashion.train.images[:3000])
+    assert (dark.background, light.background) == ("dark", "light")
+    assert dark.object_size == light.object_size == 28
