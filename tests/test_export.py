@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import warnings
 
 import numpy as np
 import onnx
@@ -105,3 +106,59 @@ def test_missing_onnx_packages_are_named(tmp_path, model_file, monkeypatch):
         fmnist.export_onnx(model_file, tmp_path / "m.onnx")
     assert str(caught.value) == "ONNX export needs onnxscript, onnxruntime: pip install 'fmnist[onnx]'"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_graph_names_its_input_and_batch_and_the_metadata_is_canonical_json(tmp_path, model_file, fashion):
+    from fmnist.modelfile import preprocessing_record
+
+    result = fmnist.export_onnx(model_file, tmp_path / "m.onnx", check_images=fashion.test.images[:20])
+    assert result.checked_on == ""  # images given without a name
+    session = onnxruntime.InferenceSession(str(result.path))
+    (pixels,) = session.get_inputs()
+    assert (pixels.name, pixels.type, pixels.shape) == ("pixels", "tensor(uint8)", ["batch", 1, 28, 28])
+    metadata = {entry.key: entry.value for entry in onnx.load(str(result.path)).metadata_props}
+    for key in ("architecture", "preprocessing", "config", "metrics"):  # the same bytes for the same model
+        assert metadata[key] == json.dumps(json.loads(metadata[key]), sort_keys=True), key
+    assert json.loads(metadata["preprocessing"]) == preprocessing_record(ImageSpec(object_size=20), onnx=True)
+    assert json.loads(metadata["preprocessing"]) != preprocessing_record(ImageSpec(object_size=20), onnx=False)
+
+
+def _scaled(model_file, factor: float):
+    loaded = fmnist.load_model(model_file)
+    model = models.build(loaded.architecture)
+    model.load_state_dict(loaded.model.state_dict())
+    with torch.no_grad():
+        last = [module for module in model.modules() if isinstance(module, torch.nn.Linear)][-1]
+        last.weight.mul_(factor)
+    return dataclasses.replace(loaded, model=model.eval())
+
+
+def test_a_model_with_non_finite_weights_or_outputs_is_refused_and_nothing_is_written(tmp_path, model_file):
+    nan = _scaled(model_file, float("nan"))
+    for path, named in ((model_file, str(model_file)), (None, "model")):
+        with pytest.raises(fmnist.FmnistError) as caught:
+            fmnist.export_onnx(dataclasses.replace(nan, path=path, finite=False), tmp_path / "m.onnx")
+        assert str(caught.value) == f"{named}: the model's weights are not finite (NaN/inf); nothing was exported"
+    saved = fmnist.save_model(tmp_path.parent / f"{tmp_path.name}-nan.safetensors", nan.model, nan.architecture,
+                              list(nan.classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # by path: refused with its one line, never warned about first
+        with pytest.raises(fmnist.FmnistError, match="the model's weights are not finite"):
+            fmnist.export_onnx(saved, tmp_path / "m.onnx")
+    huge = dataclasses.replace(_scaled(model_file, 1e38), finite=True)  # finite weights, infinite logits
+    with pytest.raises(fmnist.FmnistError) as caught:
+        fmnist.export_onnx(huge, tmp_path / "m.onnx")
+    assert str(caught.value) == (f"{tmp_path / 'm.onnx'}: the model's outputs are not finite (NaN/inf) on "
+                                 "1,000 random images; nothing was written")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("message, shown", [("", "RuntimeError"), ("first line\nsecond line", "first line")])
+def test_an_exporter_failure_shows_its_first_line(tmp_path, model_file, monkeypatch, message, shown):
+    def failing(*args, **kwargs):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(torch.onnx, "export", failing)
+    with pytest.raises(fmnist.FmnistError) as caught:
+        fmnist.export_onnx(model_file, tmp_path / "m.onnx")
+    assert str(caught.value) == f"{model_file}: ONNX export failed ({shown})"
