@@ -545,11 +545,13 @@ def _image(mode: str, values, dtype="<u2") -> Image.Image:
     (Image.fromarray(np.array([[-5, 0, 514, 65535]], dtype=np.int32)), [[0, 0, 2, 255]]),
     (Image.fromarray(np.array([[-5, 0, 256]], dtype=np.int32)), [[0, 0, 256 / 257]]),
     (Image.fromarray(np.array([[-5, 0, 100, 255]], dtype=np.int32)), [[0, 0, 100, 255]]),  # 8-bit values as I
+    (Image.fromarray(np.array([[0, 65700, 1_000_000]], dtype=np.int32)), [[0, 255, 255]]),  # beyond 16 bits: clipped
     # floats: 0..1 scaled to 0..255 (NaN is 0); anything larger taken as 0..255 and clipped
     (Image.fromarray(np.array([[np.nan, 0.2, 1.0, -np.inf]], dtype=np.float32)), [[0, 51, 255, 0]]),
     (Image.fromarray(np.array([[np.nan, 2.0, 300.0, -3.0, np.inf]], dtype=np.float32)), [[0, 2, 255, 0, 255]]),
+    (Image.fromarray(np.array([[0.5, 1.5]], dtype=np.float32)), [[0.5, 1.5]]),  # above 1: already 0..255
     # premultiplied grey + alpha over white: L + (255 - A)
-    (_image("La", [[[100, 128], [0, 0], [200, 255]]]), [[227, 255, 200]]),
+    (_image("La", [[[100, 128], [0, 0], [200, 255], [0, 255], [200, 100]]]), [[227, 255, 200, 0, 255]]),
     # 8-bit modes keep their exact values
     (_image("L", [[0, 7, 255]]), [[0, 7, 255]]),
     (Image.fromarray(np.array([[False, True]])), [[0, 255]]),
@@ -728,6 +730,8 @@ def test_a_large_wide_image_is_worked_on_smaller_and_boxed_in_its_own_pixels():
     step = 3  # one working pixel is 3 image pixels
     assert abs(left - width // 3) <= step and abs(right - 2 * width // 3) <= step
     assert abs(top - height // 4) <= step and abs(bottom - 3 * height // 4) <= step
+    rows, cols = np.flatnonzero(prepared.pixels.max(1) > 100), np.flatnonzero(prepared.pixels.max(0) > 100)
+    assert len(cols) > 3 * len(rows)  # the object keeps its 4:1 shape through the working-size step
 
 
 def test_an_animation_of_photos_reports_its_frames():
@@ -769,6 +773,13 @@ def test_an_image_spec_out_of_bounds_is_refused(values, problem):
     with pytest.raises(ValueError, match=re.escape(problem)):
         ImageSpec(**values)
     assert ImageSpec(size=2, object_size=2).size == 2 and ImageSpec(tolerance=0).tolerance == 0
+
+
+def test_the_object_size_is_measured_on_light_and_dark_images():
+    dark = np.zeros((50, 28, 28), dtype=np.uint8)
+    dark[:, 7:21, 9:19] = 180  # objects 14 px on their longest side
+    assert images.measure_spec(dark) == ImageSpec(object_size=14)
+    assert images.measure_spec(255 - dark) == ImageSpec(object_size=14, background="light")
 
 
 def test_the_spec_of_light_images_is_measured_as_of_dark_ones(fashion):
