@@ -787,3 +787,19 @@ def test_the_spec_of_light_images_is_measured_as_of_dark_ones(fashion):
     light = images.measure_spec(255 - fashion.train.images[:3000])
     assert (dark.background, light.background) == ("dark", "light")
     assert dark.object_size == light.object_size == 28
+
+
+def test_a_data_error_says_its_kind_for_a_program_to_act_on(tmp_path):
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header_only = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0))
+                   + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))  # a bomb's header
+    encoded = png_bytes(Image.fromarray(photo_like()))
+    for data, kind in [(b"%!PS-Adobe-3.0 EPSF", "unsupported"), (header_only, "too large"),
+                       (encoded[: len(encoded) // 2], "malformed")]:
+        with pytest.raises(DataError) as raised:
+            images.load(data, name="upload")
+        assert raised.value.kind == kind, (raised.value, kind)
+    with pytest.raises(ValueError, match="DataError kind must be one of malformed, too large, unsupported"):
+        DataError("x", "problem", kind="huge")

@@ -65,7 +65,7 @@ def read_regular_file(path: str | Path, name: str | Path | None = None, expected
             parts.append(piece)
             total += len(piece)
             if total > limit:
-                raise DataError(name, too_large("file", None, limit, "refused while reading it"))
+                raise DataError(name, too_large("file", None, limit, "refused while reading it"), kind="too large")
             wanted = min(1 << 20, limit + 1 - total)
         return parts[0] if len(parts) == 1 else b"".join(parts)
     except PermissionError:
@@ -113,7 +113,8 @@ def _require_regular(status: os.stat_result, name, expected: str, max_bytes: int
         kind = next((kind for test, kind in _NOT_REGULAR if test(status.st_mode)), "not a regular file")
         raise DataError(name, f"{kind}, expected {expected} (only regular files are read)")
     if max_bytes is not None and status.st_size > max_bytes:
-        raise DataError(name, too_large("file", status.st_size, max_bytes, "refused before reading it"))
+        raise DataError(name, too_large("file", status.st_size, max_bytes, "refused before reading it"),
+                        kind="too large")
 
 
 def too_large(what: str, size: int | None, limit: int, when: str) -> str:
@@ -134,7 +135,7 @@ def read_limited(stream: BinaryIO, limit: int, name, what: str = "input", chunk:
         parts.append(piece)
         total += len(piece)
         if total > limit:
-            raise DataError(name, too_large(what, None, limit, "refused after reading that much"))
+            raise DataError(name, too_large(what, None, limit, "refused after reading that much"), kind="too large")
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -15,11 +15,18 @@ class FmnistWarning(UserWarning):
 
 
 class DataError(FmnistError):
-    """A data file or directory is missing, malformed, or fails verification."""
+    """A data file or directory is missing, malformed, or fails verification. `kind` says which, for a
+    program to act on (the web service's status): "too large" (past a limit: refused before it is read
+    or decoded), "unsupported" (not a format fmnist reads), or "malformed" (anything else)."""
 
-    def __init__(self, path: str | Path | None, problem: str):
+    KINDS = ("malformed", "too large", "unsupported")
+
+    def __init__(self, path: str | Path | None, problem: str, kind: str = "malformed"):
+        if kind not in self.KINDS:
+            raise ValueError(f"DataError kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
         self.path = None if path is None else str(path)
         self.problem = problem
+        self.kind = kind
         super().__init__(problem if path is None else f"{path}: {problem}")
 
 

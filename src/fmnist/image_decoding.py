@@ -68,7 +68,7 @@ def check_header(image, name) -> None:
     if width <= 0 or height <= 0:
         raise DataError(name, f"empty image ({width}x{height} pixels)")
     if width * height > MAX_IMAGE_PIXELS:
-        raise DataError(name, too_many_pixels(f"{width}x{height} = {width * height:,} pixels"))
+        raise DataError(name, too_many_pixels(f"{width}x{height} = {width * height:,} pixels"), kind="too large")
 
 
 def too_many_pixels(size: str) -> str:
@@ -84,7 +84,8 @@ def check_decode_memory(image, name) -> None:
     needed = width * height * bytes_per_pixel(image.mode) * copies
     if needed > MAX_DECODE_BYTES:
         raise DataError(name, f"image too large to decode: {width}x{height} pixels of mode {image.mode} need "
-                              f"{needed:,} bytes (the limit is {bytes_text(MAX_DECODE_BYTES)}); refused before decoding")
+                              f"{needed:,} bytes (the limit is {bytes_text(MAX_DECODE_BYTES)}); refused before decoding",
+                        kind="too large")
 
 
 def bytes_per_pixel(mode: str) -> int:
@@ -111,7 +112,7 @@ def count_frames(image, data: bytes, name) -> int:
         frames = getattr(image, "n_frames", 1)  # PNG (acTL), WebP, MPO: declared in the header
     if frames > MAX_FRAMES:
         raise DataError(name, f"too many frames: more than {MAX_FRAMES:,} (only the first is used, but "
-                              "counting them walks the file); refused")
+                              "counting them walks the file); refused", kind="too large")
     return frames
 
 

@@ -70,10 +70,12 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | Path | None = 
     except DataError:
         raise
     except UnidentifiedImageError:
-        raise DataError(name, "not an image, or not one of the formats read (PNG, JPEG, BMP, GIF, TIFF, WebP)") from None
+        raise DataError(name, "not an image, or not one of the formats read (PNG, JPEG, BMP, GIF, TIFF, WebP)",
+                        kind="unsupported") from None
     except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours
         declared = re.search(r"\((\d+) pixels\)", str(exc))
-        raise DataError(name, too_many_pixels(f"{int(declared.group(1)):,} pixels" if declared else "its size")) from None
+        raise DataError(name, too_many_pixels(f"{int(declared.group(1)):,} pixels" if declared else "its size"),
+                        kind="too large") from None
     except MemoryError:
         raise DataError(name, "not enough memory to decode it") from None
     except Exception as exc:  # noqa: BLE001 — Pillow and its C decoders raise a dozen types for corrupt data
@@ -92,7 +94,8 @@ def _read(source, name) -> bytes:
     elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if len(data) > MAX_IMAGE_BYTES:
-            raise DataError(name, too_large("input", len(data), MAX_IMAGE_BYTES, "refused before decoding"))
+            raise DataError(name, too_large("input", len(data), MAX_IMAGE_BYTES, "refused before decoding"),
+                            kind="too large")
     else:
         try:
             data = read_limited(source, MAX_IMAGE_BYTES, name)

@@ -167,7 +167,7 @@ def converting(name: str | Path) -> Iterator[None]:
     except DataError as exc:
         if exc.path is not None:
             raise
-        raise DataError(name, exc.problem) from None
+        raise DataError(name, exc.problem, exc.kind) from None
     except (ValueError, OSError) as exc:
         raise DataError(name, f"cannot convert this image ({exc})") from None
 

@@ -235,7 +235,8 @@ def _fetch_gunzip(url: str, timeout: float, progress, name: str) -> bytes:
             while chunk := response.read(1 << 20):
                 buffer += chunk
                 if len(buffer) > MAX_DATA_BYTES:
-                    raise DataError(url, too_large("download", None, MAX_DATA_BYTES, "given up"))
+                    raise DataError(url, too_large("download", None, MAX_DATA_BYTES, "given up"),
+                                    kind="too large")
                 if progress:
                     progress(name, len(buffer), total)
     except urllib.error.HTTPError as exc:

@@ -65,7 +65,8 @@ class DataStream:
         self.consumed += data if isinstance(data, int) else len(data)
         if self.consumed > self.limit:
             what = "content (decompressed)" if self.compressed else "content"
-            raise DataError(self.name, too_large(what, None, self.limit, "refused after reading that much"))
+            raise DataError(self.name, too_large(what, None, self.limit, "refused after reading that much"),
+                            kind="too large")
         return data
 
     def read(self, size: int) -> bytes:

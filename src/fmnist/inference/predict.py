@@ -102,7 +102,7 @@ def _predicted(chunk: list[tuple[InputItem, tuple]], predictor, top_k: int, on_e
         elif error is not None:
             if on_error == "raise":
                 raise error
-            yield Prediction(item.name, None, None, None, error=error.problem)
+            yield Prediction(item.name, None, None, None, error=error.problem, error_kind=error.kind)
         elif item.kind == "batch":
             for image in pixels:
                 yield _record(None, ranked, row, predictor.classes, None, image, False)

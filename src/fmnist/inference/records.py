@@ -25,6 +25,7 @@ class Prediction:
     top_k: list[dict] = field(default_factory=list)  # [{label, index, probability}], most probable first
     input: dict | None = None  # how the image was prepared (fmnist.images.PreparedImage.info); None for arrays
     error: str | None = None  # why this input could not be predicted
+    error_kind: str | None = None  # DataError.kind of that error: malformed | too large | unsupported
     pixels: np.ndarray | None = field(default=None, repr=False)  # (28, 28) uint8: what the model saw
     duplicate_of: str | None = None  # the same file was reached before under this path: see its record
     mirrored: bool = False  # predicted from the mean of its logits and its mirror image's (predict's `mirror`)

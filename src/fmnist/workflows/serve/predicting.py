@@ -21,9 +21,8 @@ from fmnist.inference import Prediction, iter_predictions
 from fmnist.workflows.serve.models import ServedModel
 from fmnist.workflows.serve.uploads import RequestError, Upload
 
-# The status a request gets when none of its inputs could be predicted, by the first one's problem.
-_STATUS_BY_PROBLEM = (("not an image", 415), ("image too large", 413), ("too many frames", 413),
-                      ("input too large", 413))
+# The status a request gets when none of its inputs could be predicted, by the kind of the first one's error.
+STATUS_BY_KIND = {"unsupported": 415, "too large": 413}  # DataError.kind; any other problem: 422
 
 
 @dataclass
@@ -59,7 +58,8 @@ def predict_uploads(model: ServedModel, uploads: list[Upload], top_k: int, inver
     seconds = time.perf_counter() - started
     if failures and len(failures) == len(records):
         first = failures[0]
-        return Outcome(_status(first.error), {"error": f"{first.path}: {first.error}", "records": body}, 0)
+        status = STATUS_BY_KIND.get(first.error_kind, 422)
+        return Outcome(status, {"error": f"{first.path}: {first.error}", "records": body}, 0)
     ok = sum(record.ok for record in records)
     return Outcome(200, {"model": model.name, "records": body, "seconds": round(seconds, 6)}, ok)
 
@@ -87,7 +87,3 @@ def png_base64(pixels: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels), mode="L").save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _status(problem: str) -> int:
-    return next((status for start, status in _STATUS_BY_PROBLEM if problem.startswith(start)), 422)
