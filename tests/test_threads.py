@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_cli import assert_one_line_error, run
 
-from fmnist.device import available_cores, resolve_threads
+from fmnist.device import automatic_threads, available_cores, resolve_threads
 from fmnist.engine.config import ConfigError, TrainConfig, build_config
 from fmnist.engine.trainer import fit
 from fmnist.errors import FmnistError
@@ -31,11 +31,21 @@ def test_fit_uses_the_threads_asked_for_and_automatic_uses_every_core(tmp_path, 
     result = fit(TrainConfig(threads=1, **values), tmp_path / "one", dataset=small)
     assert result.threads == 1 and torch.get_num_threads() == 1
     result = fit(TrainConfig(**values), tmp_path / "auto", dataset=small)  # threads 0: automatic
-    assert result.threads == available_cores() == torch.get_num_threads()
+    assert result.threads == automatic_threads() == torch.get_num_threads()
+
+
+@pytest.mark.parametrize("value, expected", [(None, "cores"), ("1", 1), (" 1 ", 1), ("1,2", 1), ("999", "cores"),
+                                             ("0", "cores"), ("two", "cores"), ("", "cores")])
+def test_automatic_threads_follow_omp_num_threads_when_it_is_set(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert automatic_threads() == resolve_threads(0) == (available_cores() if expected == "cores" else expected)
 
 
 def test_threads_values():
-    assert TrainConfig().threads == 0 and resolve_threads(0) == available_cores() and resolve_threads(1) == 1
+    assert TrainConfig().threads == 0 and resolve_threads(0) == automatic_threads() and resolve_threads(1) == 1
     for bad in (-1, 1025, "two", True, 1.5, None):
         with pytest.raises(ConfigError, match="threads: must be 0"):
             TrainConfig(threads=bad)

@@ -95,12 +95,23 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def automatic_threads() -> int:
+    """`--threads 0`: OMP_NUM_THREADS when it is set (its first number, at most the cores: the usual
+    way to give a process its share of a machine; `make test` gives each test worker 1), else every
+    core this process may use."""
+    cores = available_cores()
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) >= 1:
+        return min(int(first), cores)
+    return cores
+
+
 def resolve_threads(threads: int = 0) -> int:
-    """The intra-op thread count for `--threads N`: N itself, or for 0 (automatic) every core this
-    process may use. More threads than cores only ever slows torch down, so that is an error."""
+    """The intra-op thread count for `--threads N`: N itself, or for 0 automatic_threads(). More
+    threads than cores only ever slows torch down, so that is an error."""
     cores = available_cores()
     if threads == 0:
-        return cores
+        return automatic_threads()
     if threads > cores:
         raise FmnistError(f"threads: {threads} is more than the {cores} CPU core{'s' if cores != 1 else ''} this "
                           f"process may use; give at most {cores}, or 0 for automatic")
