@@ -59,10 +59,10 @@ def test_history_is_written_to_6_digits_and_read_back(tmp_path):
              "seconds": 12.3456789, "note": "not a column"},
             {"epoch": 2, "loss": 0.1, "accuracy": 0.625, "val_loss": 0.5, "val_accuracy": 1, "lr": 1e-05, "seconds": 3}]
     run.write_history(rows)
-    assert (tmp_path / "history.csv").read_text() == (
-        "epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n"
-        "1,0.123457,0.5,0.4,0.75,0.01,12.3457\n"
-        "2,0.1,0.625,0.5,1,1e-05,3\n")
+    assert (tmp_path / "history.csv").read_bytes() == (  # bytes: "\n" line ends, as csv.writer's "\r\n" are not
+        b"epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n"
+        b"1,0.123457,0.5,0.4,0.75,0.01,12.3457\n"
+        b"2,0.1,0.625,0.5,1,1e-05,3\n")
     assert run.read_history() == [
         {"epoch": 1, "loss": 0.123457, "accuracy": 0.5, "val_loss": 0.4, "val_accuracy": 0.75, "lr": 0.01,
          "seconds": 12.3457},
@@ -168,3 +168,62 @@ def test_cv_and_lr_find_files(tmp_path):
     lr.write_lr_find({"suggested_lr": 0.01})
     assert json.loads((tmp_path / "lr" / "nested" / "lr_find.json").read_text()) == {"suggested_lr": 0.01}
     assert _files(tmp_path) == ["cv/nested/cv.json", "lr/nested/lr_find.json"]
+
+
+def test_a_damaged_history_is_one_line(tmp_path):
+    run, path = RunFolder(tmp_path), tmp_path / "history.csv"
+    for content, problem in [(b"epoch,loss,accuracy,lr,seconds\n1,0.1,0.5,0.01,3\n",
+                              "not a history file fmnist wrote (no column val_loss, val_accuracy)"),
+                             (b"epoch,loss,accuracy,val_loss,val_accuracy,lr,seconds\n1,0.1,0.5,0.4,0.7,0.01,3\n"
+                              b"2,x,0.5,0.4,0.7,0.01,3\n", "line 3: could not convert string to float: 'x'"),
+                             (b"epoch,loss\n\xff\xfe\n", "not a text file")]:
+        path.write_bytes(content)
+        with pytest.raises(FmnistError) as caught:
+            run.read_history()
+        assert str(caught.value) == f"{path}: {problem}"
+
+
+def test_metrics_are_checked_against_their_schema(tmp_path):
+    run = RunFolder(tmp_path)
+    write_json(tmp_path / "metrics.json", {"model": 3, "test_accuracy": 0.9})
+    with pytest.raises(FmnistError) as caught:
+        run.read_metrics()
+    assert str(caught.value) == f"{tmp_path / 'metrics.json'}: model must be a str, not int"
+
+
+@pytest.mark.parametrize("change", [
+    {"labels": np.array([0.0, 1.0, 2.0])}, {"predictions": np.array([0.0, 2.0, 2.0])},  # not integers
+    {"labels": np.array([-1, 1, 2])}, {"labels": np.array([0, 1, 3])},  # outside the classes
+    {"predictions": np.array([-1, 2, 2])}, {"predictions": np.array([0, 2, 3])},
+    {"predictions": np.array([0, 2])}, {"labels": np.array([0, 1])},  # one image short
+    {"probabilities": np.full((3, 2), 0.5)},
+])
+def test_predictions_that_do_not_fit_the_evaluation_are_refused(tmp_path, change):
+    run = RunFolder(tmp_path)
+    saved = {"labels": np.array([0, 1, 2]), "predictions": np.array([0, 2, 2]), "probabilities": np.full((3, 3), 1 / 3)}
+    np.savez(tmp_path / "predictions.npz", **{**saved, **change})
+    with pytest.raises(FmnistError) as caught:
+        run.read_predictions(3, 3)
+    assert str(caught.value) == f"{tmp_path / 'predictions.npz'}: does not match evaluation.json (3 images of 3 classes)"
+    np.savez(tmp_path / "predictions.npz", **saved)
+    assert [array.tolist() for array in run.read_predictions(3, 3)[:2]] == [[0, 1, 2], [0, 2, 2]]
+
+
+def test_an_abandoned_attempt_is_forgotten_and_stale_temporary_files_removed(tmp_path):
+    run = RunFolder(tmp_path)
+    (tmp_path / "config.yaml").write_text("epochs: 2\n")
+    run.write_history([{"epoch": 1, "loss": 0.1, "accuracy": 0.5, "val_loss": 0.4, "val_accuracy": 0.7, "lr": 0.01,
+                        "seconds": 3}])
+    run.checkpoints.mkdir(parents=True)
+    (run.checkpoints / "last.safetensors").write_bytes(b"weights")
+    run.discard_progress()
+    assert not (tmp_path / "history.csv").exists() and list(run.checkpoints.iterdir()) == []
+    assert (tmp_path / "config.yaml").is_file()
+    run.discard_progress()  # nothing left to forget: no error
+    stale = [tmp_path / ".metrics.json.abc123.part", run.checkpoints / ".last.safetensors.x1.part"]
+    for path in stale:
+        path.write_bytes(b"half")
+    (tmp_path / "keep.part").write_bytes(b"not ours: no leading dot")
+    assert sorted(run.remove_stale_parts()) == sorted(stale)
+    assert not any(path.exists() for path in stale) and (tmp_path / "keep.part").is_file()
+    assert run.remove_stale_parts() == []
