@@ -117,3 +117,53 @@ def test_early_stopping_survives_an_interruption(tmp_path, tiny):
     assert resumed.best_checkpoint.name == whole.best_checkpoint.name
     a, b = _weights(whole.model), _weights(resumed.model)  # the best epoch's weights, restored from its checkpoint
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_checkpoints_record_the_runs_config_and_what_its_images_look_like(tmp_path, tiny):
+    import dataclasses
+    import json
+
+    from fmnist.data.dataset import Split
+    from fmnist.image_spec import measure_spec
+
+    light = dataclasses.replace(tiny, train=Split(255 - tiny.train.images, tiny.train.labels),
+                                test=Split(255 - tiny.test.images, tiny.test.labels))  # dark garments on white
+    config = _config(epochs=1)
+    result = fit(config, tmp_path / "run", dataset=light)
+    for path in (result.best_checkpoint, tmp_path / "run" / "checkpoints" / "resume.safetensors"):
+        saved = load_model(path)
+        assert saved.config == json.loads(json.dumps(config.to_dict(), default=str))
+        assert saved.image_spec == measure_spec(light.train.images) and saved.image_spec.background == "light"
+
+
+def test_a_run_whose_best_checkpoint_vanished_resumes_and_goes_on(tmp_path, tiny):
+    config, out = _config(), tmp_path / "run"  # seed 2: epoch 1 is the best so far, epoch 2 beats it
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, out, dataset=tiny, callbacks=[_Interrupt(after_epoch=1)])
+    (best,) = [path for path in (out / "checkpoints").iterdir() if path.name != "resume.safetensors"]
+    best.unlink()  # deleted by hand, or lost
+    result = fit(config, out, dataset=tiny, resume=True)  # must neither load it nor fail to delete it
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+    assert result.best_checkpoint.name == checkpoint_name("dense", 2, result.history[1]["val_accuracy"])
+    assert _checkpoints(out) == [result.best_checkpoint.name, "resume.safetensors"]
+
+
+def test_optimizer_state_round_trips_scalars_and_dotted_names():
+    from fmnist.engine import resume
+
+    weight = torch.nn.Parameter(torch.ones(2))
+    optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+    weight.grad = torch.ones(2)
+    optimizer.step()
+    optimizer.state[weight]["count"] = 7  # a plain number, as some optimizers keep
+    optimizer.state[weight]["ema.buffer"] = torch.full((2,), 3.0)  # a dotted name
+    tensors, values = resume.optimizer_state(optimizer)
+    assert values["scalars"] == {"0.count": 7} and set(tensors) == {"optim.0.momentum_buffer", "optim.0.ema.buffer"}
+
+    other = torch.nn.Parameter(torch.ones(2))
+    restored = torch.optim.SGD([other], lr=0.5, momentum=0.9)
+    resume.restore_optimizer(restored, tensors, values)
+    state = restored.state[other]
+    assert state["count"] == 7 and torch.equal(state["ema.buffer"], torch.full((2,), 3.0))
+    assert torch.equal(state["momentum_buffer"], optimizer.state[weight]["momentum_buffer"])
+    assert restored.param_groups[0]["lr"] == 0.1
