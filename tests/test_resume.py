@@ -151,19 +151,23 @@ def test_a_run_whose_best_checkpoint_vanished_resumes_and_goes_on(tmp_path, tiny
 def test_optimizer_state_round_trips_scalars_and_dotted_names():
     from fmnist.engine import resume
 
-    weight = torch.nn.Parameter(torch.ones(2))
-    optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
-    weight.grad = torch.ones(2)
+    weight, frozen = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([weight, frozen], lr=0.1, momentum=0.9)
+    weight.grad = torch.ones(2)  # `frozen` has no gradient: no momentum buffer
     optimizer.step()
     optimizer.state[weight]["count"] = 7  # a plain number, as some optimizers keep
-    optimizer.state[weight]["ema.buffer"] = torch.full((2,), 3.0)  # a dotted name
+    optimizer.state[weight]["ema.count"] = 2  # dotted names, of a number and of a tensor
+    optimizer.state[weight]["ema.buffer"] = torch.full((2,), 3.0)
+    optimizer.state[frozen]["count"] = 1  # a parameter whose state is numbers only
     tensors, values = resume.optimizer_state(optimizer)
-    assert values["scalars"] == {"0.count": 7} and set(tensors) == {"optim.0.momentum_buffer", "optim.0.ema.buffer"}
+    assert values["scalars"] == {"0.count": 7, "0.ema.count": 2, "1.count": 1}
+    assert set(tensors) == {"optim.0.momentum_buffer", "optim.0.ema.buffer"}
 
-    other = torch.nn.Parameter(torch.ones(2))
-    restored = torch.optim.SGD([other], lr=0.5, momentum=0.9)
+    others = [torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))]
+    restored = torch.optim.SGD(others, lr=0.5, momentum=0.9)
     resume.restore_optimizer(restored, tensors, values)
-    state = restored.state[other]
-    assert state["count"] == 7 and torch.equal(state["ema.buffer"], torch.full((2,), 3.0))
+    state = restored.state[others[0]]
+    assert state["count"] == 7 and state["ema.count"] == 2 and torch.equal(state["ema.buffer"], torch.full((2,), 3.0))
     assert torch.equal(state["momentum_buffer"], optimizer.state[weight]["momentum_buffer"])
+    assert dict(restored.state[others[1]]) == {"count": 1}
     assert restored.param_groups[0]["lr"] == 0.1
