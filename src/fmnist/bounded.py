@@ -76,7 +76,8 @@ def parse_json(text: str, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
 
 
 def parse_yaml(text: str, max_bytes: int, max_depth: int = MAX_DEPTH) -> Any:
-    """`yaml.safe_load(text)`, numbers read as YAML 1.2 reads them, after checking its size and nesting depth with PyYAML's (flat) scanner."""
+    """`yaml.safe_load(text)`, numbers read as YAML 1.2 reads them, after checking its size and nesting
+    depth with PyYAML's (flat) scanner."""
     check_size(text, max_bytes)
     try:
         tokens = yaml.scan(text, Loader=_SCANNER)

@@ -66,15 +66,17 @@ class TuneJob:
     grid: dict | None = None  # the grid sampler's values of each key
 
 
-def tune(space, out: str | Path, trials: int, config: TrainConfig | None = None, timeout: float | None = None,
+def tune(space, out: str | Path, trials: int, config: TrainConfig | dict | None = None, timeout: float | None = None,
          study: str = "fmnist", storage: str | None = None, workers: int = 1, sampler: str = "tpe",
          pruner: str = "hyperband", metric: str = "val_accuracy", resume: bool = False, final: bool = False,
          quiet: bool = True, dataset: Dataset | None = None,
          make_progress: Callable[[str], Progress] = lambda prefix: NullProgress(),
          report: Callable[[str], None] = lambda line: None) -> dict:
-    """Search `space` (a YAML file, a dict or a SearchSpace) for `trials` trials; `config` (or the
-    space's `fixed:`) is what every trial shares. Writes DIR/trials/NNN/, tune.json, best.yaml,
-    figures and report.html; returns what tune.json holds. `report` receives the result lines."""
+    """Search `space` (a YAML file, a dict or a SearchSpace) for `trials` trials. What every trial
+    shares is the space's `fixed:` with `config` over it (a TrainConfig: its values that differ from
+    the defaults; a dict: options as build_config takes them, e.g. the command line's). Writes
+    DIR/trials/NNN/, tune.json, best.yaml, figures and report.html; returns what tune.json holds.
+    `report` receives the result lines."""
     _check_choice("--sampler", sampler, SAMPLERS)
     _check_choice("--pruner", pruner, PRUNERS)
     _check_choice("--metric", metric, tuple(METRICS))
