@@ -47,8 +47,7 @@ def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastA
             for path, (name, kind) in PAGE_FILES.items()}  # read once: no request path reaches the filesystem
 
     async def lifespan(app):
-        if not models._done.is_set() and not models.models:
-            models.start()
+        models.start()  # unless loading has begun or is done
         yield
 
     app = FastAPI(title="fmnist", version=__version__, lifespan=lifespan,

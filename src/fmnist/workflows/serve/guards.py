@@ -23,6 +23,11 @@ async def _send_json(send, status: int, body: dict, headers: list | None = None)
     await send({"type": "http.response.body", "body": data})
 
 
+def _header(scope, name: bytes) -> bytes | None:
+    """A request header's value (the first of that name; ASGI gives names lower-cased), or None."""
+    return next((value for key, value in scope["headers"] if key == name), None)
+
+
 class BodyLimit:
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -30,7 +35,7 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             message = too_large(self.max_bytes).message if declared.isdigit() else "malformed Content-Length header"
             return await _send_json(send, 413 if declared.isdigit() else 400, {"error": message},
@@ -57,7 +62,7 @@ class BearerToken:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and self.token is not None and self.guarded(scope["path"]):
-            given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            given = (_header(scope, b"authorization") or b"").decode("latin-1")
             scheme, _, value = given.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
                 return await _send_json(send, 401, {"error": "missing or wrong bearer token (Authorization: Bearer ...)"},

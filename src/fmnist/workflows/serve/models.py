@@ -67,6 +67,7 @@ class ModelSet:
     error: str | None = None  # why loading failed
     seconds: float | None = None  # how long loading and warming up took
     _done: threading.Event = field(default_factory=threading.Event)
+    _loader: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -78,10 +79,12 @@ class ModelSet:
     def ready(self) -> bool:
         return self._done.is_set() and self.error is None
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.load, name="fmnist-load-models", daemon=True)
-        thread.start()
-        return thread
+    def start(self) -> None:
+        """Load in the background, once: nothing happens when loading has begun or is done already (the
+        CLI loads before it binds the port; the app's start-up then finds the models there)."""
+        if self._loader is None and not self._done.is_set():
+            self._loader = threading.Thread(target=self.load, name="fmnist-load-models", daemon=True)
+            self._loader.start()
 
     def load(self) -> None:
         started = time.monotonic()

@@ -8,6 +8,7 @@ explicit --insecure. With several workers each loads the models itself (uvicorn 
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import json
 import os
@@ -102,6 +103,9 @@ def serve(options: ServeOptions, log=print) -> None:
         finally:
             signal.signal(signal.SIGTERM, previous)
         return
+    # Each worker loads its own copies; the parent only supervises, so it lets go of the ones it checked.
+    del models
+    gc.collect()
     os.environ[_ENVIRONMENT] = json.dumps({
         "models": [str(path) for path in options.model_files], "names": model_names(options.model_files),
         "max_body_bytes": settings.limits.max_body_bytes, "max_files": settings.limits.max_files,
