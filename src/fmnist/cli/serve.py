@@ -37,6 +37,11 @@ def serve(
                                                               "token.")] = False,
     cors: Annotated[Optional[list[str]], typer.Option("--cors", help="Allow browser requests from this origin "
                                                       "(repeatable). [default: no CORS]", show_default=False)] = None,
+    batch_max: Annotated[int, typer.Option("--batch-max", help="Micro-batching: model calls of requests handled "
+                                                               "together run as one, up to this many images "
+                                                               "(0: off; see README for when it pays).")] = 0,
+    batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help="With --batch-max: how long a batch "
+                                                                         "waits for more calls.")] = 2.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
 ) -> None:
     """Serve MODEL_FILE(s): POST /predict (multipart image files, or JSON base64 images or 28x28 arrays),
@@ -53,5 +58,6 @@ def serve(
 
     options = ServeOptions(model_files=model_files, host=host, port=port, workers=workers, max_upload_mb=max_upload_mb,
                            max_files=max_files, token_file=token_file, insecure=insecure, cors=list(cors or []),
-                           log_level="warning" if quiet else "info")
+                           log_level="warning" if quiet else "info", batch_max=batch_max,
+                           batch_wait_ms=batch_wait_ms)
     run_server(options, log=lambda line: typer.echo(line, err=True))

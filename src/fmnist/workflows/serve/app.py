@@ -43,6 +43,7 @@ class AppSettings:
 def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastAPI:
     """The app for `models` (loading starts with the app's lifespan unless it has already run)."""
     metrics = Metrics()
+    models.on_batch = lambda name, images: metrics.batch_sizes.labels(name).observe(images)
     page = {path: (resources.files(__package__).joinpath("page", name).read_bytes(), kind)
             for path, (name, kind) in PAGE_FILES.items()}  # read once: no request path reaches the filesystem
 
@@ -114,7 +115,8 @@ def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastA
         outcome = await run_in_threadpool(predict_uploads, model, uploads, top_k, invert, show_input)
         if outcome.images:
             metrics.images.labels(model.name).inc(outcome.images)
-            metrics.batch_sizes.labels(model.name).observe(outcome.images)
+            if not model.batched:  # one model call per request; a batched model counts its shared calls
+                metrics.batch_sizes.labels(model.name).observe(outcome.images)
         return JSONResponse(outcome.body, status_code=outcome.status)
 
     top_k_query = Query(3, description="How many classes to list per image.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from fmnist.errors import FmnistError
 from fmnist.inference import Predictor, load_predictor
+from fmnist.workflows.serve.batching import BatchingPredictor
 
 # Images run through each model before it counts as ready: onnxruntime and PyTorch allocate their
 # buffers and pick their kernels on the first calls, which would otherwise land on the first users.
@@ -39,6 +41,7 @@ def model_names(paths: list[str | Path]) -> list[str]:
 class ServedModel:
     name: str
     predictor: Predictor
+    batched: bool = False  # its model calls go through a BatchingPredictor, which counts them itself
 
     def describe(self) -> dict:
         """What `GET /models` says about the model: from its file, never its path on the server."""
@@ -66,6 +69,9 @@ class ModelSet:
     models: dict[str, ServedModel] = field(default_factory=dict)
     error: str | None = None  # why loading failed
     seconds: float | None = None  # how long loading and warming up took
+    batch_max: int = 0  # > 1: micro-batching of model calls up to this many images (batching.py); 0 or 1: off
+    batch_wait_ms: float = 2.0  # how long a batch waits for more calls after its first
+    on_batch: Callable[[str, int], None] = lambda name, images: None  # each model call's (model, images)
     _done: threading.Event = field(default_factory=threading.Event)
     _loader: threading.Thread | None = None
 
@@ -94,7 +100,10 @@ class ModelSet:
                 size = predictor.image_spec.size
                 for count in WARM_UP_BATCHES:
                     predictor.probabilities(np.zeros((count, size, size), dtype=np.uint8))
-                self.models[name] = ServedModel(name, predictor)
+                if self.batch_max > 1:
+                    predictor = BatchingPredictor(predictor, self.batch_max, self.batch_wait_ms,
+                                                  observe=lambda images, name=name: self.on_batch(name, images))
+                self.models[name] = ServedModel(name, predictor, batched=self.batch_max > 1)
         except FmnistError as exc:
             self.error = str(exc)
         finally:

@@ -16,7 +16,8 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fmnist.errors import FmnistError
+from fmnist._io import read_regular_file
+from fmnist.errors import DataError, FmnistError
 from fmnist.workflows.serve.app import AppSettings, create_app
 from fmnist.workflows.serve.models import ModelSet, model_names
 from fmnist.workflows.serve.uploads import Limits
@@ -37,6 +38,8 @@ class ServeOptions:
     insecure: bool = False
     cors: list[str] = field(default_factory=list)
     log_level: str = "info"
+    batch_max: int = 0  # micro-batching of model calls (batching.py): off unless above 1
+    batch_wait_ms: float = 2.0
 
 
 def is_loopback(host: str) -> bool:
@@ -49,10 +52,11 @@ def is_loopback(host: str) -> bool:
 
 
 def read_token(path: Path) -> str:
-    try:
-        data = Path(path).read_bytes()[: MAX_TOKEN_BYTES + 1]
-    except OSError as exc:
-        raise FmnistError(f"--token-file {path}: {exc.strerror or exc}") from None
+    try:  # a regular file only: a FIFO would wait forever
+        data = read_regular_file(path, name=f"--token-file {path}", expected="a token file",
+                                 max_bytes=MAX_TOKEN_BYTES)
+    except DataError as exc:
+        raise FmnistError(str(exc)) from None
     token = data.decode("utf-8", errors="replace").strip()
     if len(data) > MAX_TOKEN_BYTES or not token or any(c.isspace() or not c.isprintable() for c in token):
         raise FmnistError(f"--token-file {path}: expected one token of printable characters (up to {MAX_TOKEN_BYTES} bytes)")
@@ -69,6 +73,9 @@ def check(options: ServeOptions) -> AppSettings:
         raise FmnistError(f"--workers must be at least 1, got {options.workers}")
     if not options.max_upload_mb > 0 or not options.max_files >= 1:
         raise FmnistError("--max-upload-mb and --max-files must be positive")
+    if options.batch_max < 0 or not 0 <= options.batch_wait_ms <= 1000:
+        raise FmnistError(f"--batch-max must be 0 (off) or more and --batch-wait-ms 0-1000, got {options.batch_max} "
+                          f"and {options.batch_wait_ms:g}")
     token = read_token(options.token_file) if options.token_file is not None else None
     if not is_loopback(options.host) and token is None and not options.insecure:
         raise FmnistError(f"--host {options.host} is reachable from other machines: give --token-file (clients "
@@ -82,7 +89,7 @@ def serve(options: ServeOptions, log=print) -> None:
     import uvicorn  # the serve extra: imported when a server starts
 
     settings = check(options)
-    models = ModelSet(list(options.model_files))
+    models = ModelSet(list(options.model_files), batch_max=options.batch_max, batch_wait_ms=options.batch_wait_ms)
     models.load()  # checked here: a bad model file stops the command before it binds the port
     if models.error is not None:
         raise FmnistError(models.error)
@@ -109,7 +116,8 @@ def serve(options: ServeOptions, log=print) -> None:
     os.environ[_ENVIRONMENT] = json.dumps({
         "models": [str(path) for path in options.model_files], "names": model_names(options.model_files),
         "max_body_bytes": settings.limits.max_body_bytes, "max_files": settings.limits.max_files,
-        "token": settings.token, "cors": list(settings.cors_origins)})
+        "token": settings.token, "cors": list(settings.cors_origins), "batch_max": options.batch_max,
+        "batch_wait_ms": options.batch_wait_ms})
     uvicorn.run("fmnist.workflows.serve.server:app_from_environment", factory=True, workers=options.workers, **common)
 
 
@@ -124,6 +132,7 @@ def _terminated(signum, frame):
 def app_from_environment():
     """The app in one of uvicorn's worker processes (the settings come from the parent's environment)."""
     settings = json.loads(os.environ[_ENVIRONMENT])
-    models = ModelSet(settings["models"], names=settings["names"])
+    models = ModelSet(settings["models"], names=settings["names"], batch_max=settings["batch_max"],
+                      batch_wait_ms=settings["batch_wait_ms"])
     limits = Limits(max_body_bytes=settings["max_body_bytes"], max_files=settings["max_files"])
     return create_app(models, AppSettings(limits=limits, token=settings["token"], cors_origins=tuple(settings["cors"])))
