@@ -171,3 +171,24 @@ def test_optimizer_state_round_trips_scalars_and_dotted_names():
     assert torch.equal(state["momentum_buffer"], optimizer.state[weight]["momentum_buffer"])
     assert dict(restored.state[others[1]]) == {"count": 1}
     assert restored.param_groups[0]["lr"] == 0.1
+
+
+def test_batch_norm_statistics_are_right_after_a_few_steps(tmp_path, tiny):
+    """Keras's momentum (0.99) alone leaves the running statistics near their start after 8 steps, and
+    evaluation at chance; averaged over the first steps, they are the data's (engine/batch_norm.py)."""
+    spec = {"conv0": {"pad": 1, "channels": 8, "filter": 3, "stride": 1, "pool": 2, "activation": "relu"},
+            "fc0": {"neurons": 32, "activation": "relu"}, "fc1": {"neurons": 10, "activation": "softmax"}}
+    from fmnist.models.spec import validate_spec
+
+    config = TrainConfig(model=None, spec=validate_spec(spec), epochs=1, batch_size=32, optimizer="adam", device="cpu",
+                         precision="fp32", checkpoint="none", seed=1)
+    result = fit(config, tmp_path / "run", dataset=tiny)  # 256 images: 8 steps
+    model = result.model
+    batch_norms = [layer for layer in model.modules() if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm)]
+    assert batch_norms and all(layer.momentum == 0.01 or layer.momentum >= 1 / 8 for layer in batch_norms)
+    images = torch.from_numpy(tiny.train.images).unsqueeze(1)
+    labels = torch.from_numpy(tiny.train.labels)
+    with torch.no_grad():
+        evaluated = (model.eval()(images).argmax(1) == labels).float().mean().item()
+        per_batch = (model.train()(images).argmax(1) == labels).float().mean().item()
+    assert evaluated > 0.5 and abs(evaluated - per_batch) < 0.1, (evaluated, per_batch)

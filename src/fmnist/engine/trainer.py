@@ -24,6 +24,7 @@ from fmnist.data.dataset import FASHION_CLASSES, Dataset, load_dataset
 from fmnist.device import resolve_device, resolve_precision, use_threads
 from fmnist.engine import resume as resume_state
 from fmnist.engine.augment import Augment
+from fmnist.engine.batch_norm import RunningStatsWarmUp
 from fmnist.engine.config import TrainConfig, dump_config, parse_val
 from fmnist.engine.evaluate import loss_and_accuracy, predict_logits
 from fmnist.engine.progress import NullProgress, Progress
@@ -50,6 +51,7 @@ class Training:
     device: torch.device
     data: TrainingData
     val_logits: torch.Tensor | None = None  # (V, C) of the latest validation
+    running_stats: RunningStatsWarmUp | None = None  # batch-norm momentum by step (engine/batch_norm.py)
 
 
 @dataclass
@@ -173,7 +175,8 @@ def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.nda
     optimizer = make_optimizer(config, model.parameters())
     shuffle = torch.Generator().manual_seed(config.seed)
     schedule = Schedule(config, steps_per_epoch=math.ceil(len(data.train_x) / config.batch_size))
-    return Training(config, model, architecture, optimizer, schedule, augment, shuffle, amp_dtype, device, data)
+    return Training(config, model, architecture, optimizer, schedule, augment, shuffle, amp_dtype, device, data,
+                    running_stats=RunningStatsWarmUp(model))
 
 
 def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
@@ -193,6 +196,8 @@ def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
             group["lr"] = lr
         batch = order[step * config.batch_size : (step + 1) * config.batch_size]
         xb, yb = training.augment(data.train_x[batch]), data.train_y[batch]
+        if training.running_stats is not None:
+            training.running_stats.before_step((epoch - 1) * steps + step)
         with torch.autocast(training.device.type, dtype=training.amp_dtype or torch.float32,
                             enabled=training.amp_dtype is not None):
             logits = model(xb)
