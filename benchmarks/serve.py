@@ -63,11 +63,11 @@ def rss_mib(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, model: Path, workers: int = 1):
+    def __init__(self, model: Path, workers: int = 1, extra: tuple[str, ...] = ()):
         self.port = free_port()
         started = time.perf_counter()
         self.process = subprocess.Popen([FMNIST, "serve", str(model), "--port", str(self.port), "--workers",
-                                         str(workers), "--quiet", "--max-files", "300"],
+                                         str(workers), "--quiet", "--max-files", "300", *extra],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         while True:
             if self.process.poll() is not None:
@@ -146,8 +146,13 @@ def main() -> None:
     parser.add_argument("--onnx", type=Path, required=True)
     parser.add_argument("--safetensors", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/serve.json "
+                                                                 "(results/serve-batching.json with --batching)")
+    parser.add_argument("--batching", action="store_true",
+                        help="only micro-batching off against on (--batch-max 32, --batch-wait-ms 2 and 5) for "
+                             "one 28x28 PNG per request at concurrency 1, 8 and 64")
     args = parser.parse_args()
+    args.out = args.out or HERE / "results" / ("serve-batching.json" if args.batching else "serve.json")
 
     import fmnist
     test = fmnist.load_dataset(download=False).test
@@ -172,6 +177,19 @@ def main() -> None:
 
     print("| case | concurrency | requests/s | images/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
     png_request = multipart("one.png", small_png, "image/png")
+    if args.batching:
+        for label, extra in (("off", ()), ("--batch-max 32 --batch-wait-ms 2", ("--batch-max", "32", "--batch-wait-ms", "2")),
+                             ("--batch-max 32 --batch-wait-ms 5", ("--batch-max", "32", "--batch-wait-ms", "5"))):
+            server = Server(args.onnx, extra=extra)
+            try:
+                for concurrency in (1, 8, 64):
+                    case(f"28x28 PNG, .onnx, batching {label}", server, png_request, "/predict", concurrency)
+            finally:
+                server.stop()
+        results["machine"]["load_average_after"] = os.getloadavg()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        return
     server = Server(args.onnx)
     results["onnx"] = {"ready_s": server.ready_s, "rss_mib": server.rss_mib}
     try:

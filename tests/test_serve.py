@@ -305,6 +305,27 @@ def test_a_real_server_predicts_counts_and_stops_on_sigterm(serve_models, sample
     assert "Traceback" not in stderr and "fmnist serve: tiny (onnxruntime)" in stderr
 
 
+@pytest.mark.slow
+def test_two_workers_share_the_load_and_their_metrics_are_summed(serve_models, samples):
+    process, url = start_server(serve_models[1], "--workers", "2", "--batch-max", "8")
+    try:
+        ready, deadline = 0, time.monotonic() + 60
+        while ready < 8 and time.monotonic() < deadline:  # both workers: each loads its own models
+            ready = ready + 1 if httpx.get(f"{url}/readyz").status_code == 200 else 0
+        assert ready == 8
+        with httpx.Client() as client:  # new connections: uvicorn's workers take turns accepting them
+            for _ in range(12):
+                answer = httpx.post(f"{url}/predict", files={"file": ("photo.png", samples["pullover"], "image/png")})
+                assert answer.status_code == 200
+            scrapes = [client.get(f"{url}/metrics", headers={"connection": "close"}).text for _ in range(4)]
+        for metrics in scrapes:  # whichever worker answers, it reports all 12
+            assert 'fmnist_images_predicted_total{model="tiny"} 12.0' in metrics
+    finally:
+        code, stderr = stop_server(process)
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "2 workers" in stderr
+
+
 def test_a_photo_gets_the_records_fmnist_predict_gives_mirroring_included(tmp_path, fashion):
     """Serve decoded uploads itself and predicted them as one array batch, which is never mirrored:
     a model trained with flips answered `mirrored: false` with other probabilities than `fmnist predict`."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import time
 
 from fmnist.workflows.serve.uploads import too_large
@@ -70,8 +71,14 @@ class BearerToken:
         return await self.app(scope, receive, send)
 
 
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
+
+
 class Metrics:
-    """Prometheus metrics of one app (its own registry: two apps in one process do not mix)."""
+    """Prometheus metrics of one app (its own registry: two apps in one process do not mix). With
+    `--workers N`, prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the parent
+    before the workers start) keeps each worker's values in a file, and a scrape of any worker sums
+    them all."""
 
     def __init__(self):
         # prometheus-client is the serve extra's: imported when an app is made, not by `fmnist --help`
@@ -88,8 +95,13 @@ class Metrics:
                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry)
 
     def exposition(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # see __init__
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest  # see __init__
+        from prometheus_client.multiprocess import MultiProcessCollector
 
+        if os.environ.get(MULTIPROCESS_DIRECTORY):  # every worker's files, summed
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

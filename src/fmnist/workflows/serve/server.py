@@ -12,13 +12,16 @@ import gc
 import ipaddress
 import json
 import os
+import shutil
 import signal
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fmnist._io import read_regular_file
 from fmnist.errors import DataError, FmnistError
 from fmnist.workflows.serve.app import AppSettings, create_app
+from fmnist.workflows.serve.guards import MULTIPROCESS_DIRECTORY
 from fmnist.workflows.serve.models import ModelSet, model_names
 from fmnist.workflows.serve.uploads import Limits
 
@@ -113,12 +116,21 @@ def serve(options: ServeOptions, log=print) -> None:
     # Each worker loads its own copies; the parent only supervises, so it lets go of the ones it checked.
     del models
     gc.collect()
+    # Metrics summed over the workers: prometheus-client keeps each worker's values in this folder
+    # (set before the workers import it; a fresh, empty folder per server; removed when it stops).
+    metrics_folder = tempfile.mkdtemp(prefix="fmnist-serve-metrics-")
+    os.environ[MULTIPROCESS_DIRECTORY] = metrics_folder
     os.environ[_ENVIRONMENT] = json.dumps({
         "models": [str(path) for path in options.model_files], "names": model_names(options.model_files),
         "max_body_bytes": settings.limits.max_body_bytes, "max_files": settings.limits.max_files,
         "token": settings.token, "cors": list(settings.cors_origins), "batch_max": options.batch_max,
         "batch_wait_ms": options.batch_wait_ms})
-    uvicorn.run("fmnist.workflows.serve.server:app_from_environment", factory=True, workers=options.workers, **common)
+    try:
+        uvicorn.run("fmnist.workflows.serve.server:app_from_environment", factory=True, workers=options.workers,
+                    **common)
+    finally:
+        shutil.rmtree(metrics_folder, ignore_errors=True)
+        os.environ.pop(MULTIPROCESS_DIRECTORY, None)
 
 
 class _Terminated(Exception):
