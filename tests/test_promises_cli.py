@@ -96,10 +96,13 @@ def bf16_run(tmp_path_factory, small_idx_dir):
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_with_the_resume_hint_and_the_run_resumes(tmp_path, small_idx_dir):
+def test_ctrl_c_exits_130_with_the_resume_hint_and_the_run_resumes(tmp_path):
     out = tmp_path / "run"
-    epochs = 10  # tiny epochs (64 images); a Ctrl-C during the final evaluation and report also exits 130
-    command = [FMNIST, "train", "--data", small_idx_dir, "--model", "dense", "--limit", "64", "--epochs", epochs,
+    # Epochs of 2,000 images (a fraction of a second each): long enough that the signal, sent when epoch 2
+    # is reported, arrives before the run ends (with 64 images the whole run once ended first, exit 0);
+    # a Ctrl-C during the final evaluation and report also exits 130.
+    epochs = 12
+    command = [FMNIST, "train", "--model", "dense", "--limit", "2000", "--epochs", epochs,  # the system's data set
                "--checkpoint", "best", "--precision", "fp32", "--device", "cpu", "--out", out]
     process = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
