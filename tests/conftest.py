@@ -133,6 +133,13 @@ def _cap_memory(limit: int):
     return apply
 
 
+def interruptible(command: list) -> list[str]:
+    """`command` with SIGINT at its default action, however the suite was started: a background job of a
+    non-interactive shell inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", reset, *map(str, command)]
+
+
 def run_bounded(*args, stdin: bytes | None = None, timeout: float = TIMEOUT, memory: int = MEMORY_LIMIT,
                 cwd: str | Path | None = None) -> subprocess.CompletedProcess:
     """`fmnist ARGS` as a user runs it, under an address-space cap and a timeout."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import SMALL_TEST, SMALL_TRAIN, write_idx_set
+from conftest import SMALL_TEST, SMALL_TRAIN, interruptible, write_idx_set
 from test_cli import FMNIST, assert_one_line_error, run
 
 import fmnist
@@ -104,7 +104,7 @@ def test_ctrl_c_exits_130_with_the_resume_hint_and_the_run_resumes(tmp_path):
     epochs = 12
     command = [FMNIST, "train", "--model", "dense", "--limit", "2000", "--epochs", epochs,  # the system's data set
                "--checkpoint", "best", "--precision", "fp32", "--device", "cpu", "--out", out]
-    process = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(interruptible(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
     try:
         # Epoch 2's line is printed after epoch 1's checkpoints are complete: there is a run to resume.

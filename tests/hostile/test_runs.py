@@ -100,9 +100,9 @@ def test_a_run_is_locked_while_it_trains_and_resumes_after_a_kill(tmp_path, smal
 
 def test_interrupt_before_the_run_folder_exists_suggests_nothing(tmp_path, small_idx_dir):
     """A SIGINT while the data are still loading: exit 130, and no `--resume` that could not work."""
-    from conftest import FMNIST
+    from conftest import FMNIST, interruptible
 
-    process = subprocess.Popen([FMNIST, "train", "--data", str(small_idx_dir), "--out", str(tmp_path / "run")],
+    process = subprocess.Popen(interruptible([FMNIST, "train", "--data", small_idx_dir, "--out", tmp_path / "run"]),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (tmp_path / "run" / ".lock").exists() and time.monotonic() < deadline and process.poll() is None:
