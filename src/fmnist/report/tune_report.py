@@ -46,9 +46,11 @@ def draw_figures(folder: Path, study) -> tuple[list[tuple[Path, str]], list[str]
     return drawn, missing
 
 
-def draw_tune_report(folder: Path, study, summary: dict, space_text: str) -> Path:
-    """The figures and report.html of a study's output folder."""
-    figures, missing = draw_figures(folder, study)
+def draw_tune_report(folder: Path, study, summary: dict, space_text: str, figures: tuple | None = None) -> tuple:
+    """report.html of a study's output folder, with its figures: drawn now, or `figures` as an earlier
+    call returned them (the study has not changed since). Returns (report path, figures)."""
+    drawn = figures if figures is not None else draw_figures(folder, study)
+    figures, missing = drawn
     metric = summary["metric"]
     counts = summary["counts"]
     intro = html.markup("<p>Study <code>{}</code> in <code>{}</code>: {} sampler, {} pruner, {} ({}), budget {} "
@@ -77,7 +79,7 @@ def draw_tune_report(folder: Path, study, summary: dict, space_text: str) -> Pat
     sections += [(caption, html.figure(path, caption)) for path, caption in figures]
     if missing:
         sections.append(("Figures left out", html.pre("\n".join(missing))))
-    return html.write_report(folder / "report.html", f"fmnist tune: {summary['study']}", sections)
+    return html.write_report(folder / "report.html", f"fmnist tune: {summary['study']}", sections), drawn
 
 
 def _cell(value):

@@ -112,7 +112,7 @@ def tune(space, out: str | Path, trials: int, config: TrainConfig | dict | None 
         else:
             _run_workers(job)
         seconds = time.perf_counter() - started
-        summary = write_results(optuna_study, job, seconds)  # on disk before --final: its training may be stopped
+        summary, figures = write_results(optuna_study, job, seconds)  # on disk before --final's training
         _report_summary(summary, report)
         if final and summary.get("best"):
             best = dataclasses.replace(config_from_dict(summary["best"]["config"], origin="best.yaml"), val="test")
@@ -122,7 +122,7 @@ def tune(space, out: str | Path, trials: int, config: TrainConfig | dict | None 
             finally:
                 progress.close()
             scores = {key: result.metrics[key] for key in ("test_accuracy", "test_loss", "train_seconds")}
-            summary = write_results(optuna_study, job, seconds, final=scores)  # tune.json and report.html with them
+            summary, _ = write_results(optuna_study, job, seconds, final=scores, figures=figures)  # the same figures
             report(f"final model: test accuracy {result.metrics['test_accuracy'] * 100:.3f} "
                    f"({out / 'final' / 'model.safetensors'})")
     return summary

@@ -58,9 +58,11 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
             if trial.datetime_complete and trial.datetime_start else None}
 
 
-def write_results(study: optuna.Study, job, seconds: float, final: dict | None = None) -> dict:
+def write_results(study: optuna.Study, job, seconds: float, final: dict | None = None,
+                  figures: tuple | None = None) -> tuple[dict, tuple]:
     """tune.json, best.yaml (a complete train config), figures and report.html in job.out; `final`: the
-    test scores of best.yaml trained on all training images (--final)."""
+    test scores of best.yaml trained on all training images (--final); `figures`: the ones an earlier
+    call drew, not drawn again. Returns (what tune.json holds, the figures)."""
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = {}
     for trial in trials:
@@ -84,5 +86,6 @@ def write_results(study: optuna.Study, job, seconds: float, final: dict | None =
                           f"# fmnist tune: study {job.study!r}, trial {best.number}, {job.metric} {best.value:.6f}\n"
                           f"# reproduce it: fmnist train --config best.yaml\n" + dump_config(config))
     write_json(job.out / "tune.json", summary)
-    draw_tune_report(job.out, study, summary, yaml.safe_dump(job.space.describe(), sort_keys=False))
-    return summary
+    _, figures = draw_tune_report(job.out, study, summary, yaml.safe_dump(job.space.describe(), sort_keys=False),
+                                  figures)
+    return summary, figures
