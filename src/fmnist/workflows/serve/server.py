@@ -92,7 +92,10 @@ def serve(options: ServeOptions, log=print) -> None:
     import uvicorn  # the serve extra: imported when a server starts
 
     settings = check(options)
-    models = ModelSet(list(options.model_files), batch_max=options.batch_max, batch_wait_ms=options.batch_wait_ms)
+    # With --workers the parent only checks the files (each worker loads and batches its own copies): no
+    # batcher thread of its own, which would keep the checked models alive after it lets go of them.
+    models = ModelSet(list(options.model_files), batch_max=options.batch_max if options.workers == 1 else 0,
+                      batch_wait_ms=options.batch_wait_ms)
     models.load()  # checked here: a bad model file stops the command before it binds the port
     if models.error is not None:
         raise FmnistError(models.error)
