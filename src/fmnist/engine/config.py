@@ -89,7 +89,7 @@ class TrainConfig:
         need(self.recipe is None or self.recipe in RECIPES,
              f"recipe: expected one of {', '.join(RECIPES)}, got {self.recipe!r}")
         need(self.augment in AUGMENTS, f"augment: expected one of {', '.join(AUGMENTS)}, got {self.augment!r}")
-        need(isinstance(self.crop_pad, int) and not isinstance(self.crop_pad, bool) and 1 <= self.crop_pad <= 8,
+        need(_whole(self.crop_pad) and 1 <= self.crop_pad <= 8,
              f"crop_pad: must be 1-8 pixels, got {self.crop_pad!r}")
         need(_whole(self.epochs) and self.epochs >= 1, f"epochs: must be a positive integer, got {self.epochs!r}")
         need(isinstance(self.warmup_epochs, (int, float)) and not isinstance(self.warmup_epochs, bool)
@@ -102,9 +102,9 @@ class TrainConfig:
         need(_whole(self.eval_batch_size) and self.eval_batch_size >= 1,
              f"eval_batch_size: must be a positive integer, got {self.eval_batch_size!r}")
         # scikit-learn's splitters (the folds, the hold-outs) take seeds below 2**32; cv adds the fold number
-        need(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED,
+        need(_whole(self.seed) and 0 <= self.seed <= MAX_SEED,
              f"seed: must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
-        need(isinstance(self.threads, int) and not isinstance(self.threads, bool) and 0 <= self.threads <= MAX_THREADS,
+        need(_whole(self.threads) and 0 <= self.threads <= MAX_THREADS,
              f"threads: must be 0 (automatic) or a number of threads from 1 to {MAX_THREADS}, got {self.threads!r}")
         for name in ("lr", "momentum", "weight_decay", "label_smoothing", "decay", "step_gamma"):
             value = getattr(self, name)
