@@ -70,10 +70,10 @@ fuzz: data
 # Mutation testing (issue 11): mutmut changes data/formats.py, kaggle_csv.py, images.py, image_spec.py,
 # modelfile.py, model_metadata.py, export.py, runfolder.py, engine/resume.py and trainer.py's Best and
 # Checkpointer one small mistake at a time, and runs each module's fast test subset against every mutant
-# (groups and subsets in mutation/run.py). Not in CI: on a busy 2-core CPU the formats group (803 mutants)
-# took 39 minutes and the modelfile group (624) 4; the other four are untimed, so the whole run is an
-# estimate: one to a few hours. Scores in .mutation/summary.md; each surviving mutant is explained in
-# mutation/SURVIVORS.md.
+# (groups and subsets in mutation/run.py). Not in CI: on a 2-core CPU beside other work the first passes
+# took 39 minutes (formats, 803 mutants), 12 (images), 9 (export), 4 (modelfile), 2 (runfolder) and 3
+# (trainer): about 70 minutes in all. Scores in .mutation/summary.md; each surviving mutant is explained
+# in mutation/SURVIVORS.md.
 mutation: data
 	$(BIN)/pip install -q 'mutmut==3.8.1'
 	nice -n 19 $(BIN)/python mutation/run.py
