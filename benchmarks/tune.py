@@ -15,7 +15,10 @@ and what a second worker and the PostgreSQL storage cost.
    per trial = (study wall time x workers - the trials' own time) / trials: the storage (the count
    under the budget lock, ask, tell), but also the study's set-up and its figures at the end.
 
-Markdown on stdout; every number in benchmarks/results/tune.json.
+Markdown on stdout; every number in benchmarks/results/tune.json (--results), rewritten after each search
+and each full run. A run continues the file it is given: a search or full run already in it is not run
+again, so the hours of the issue's settings can be spread over several sittings (--parts, --seeds), and
+each figure records the machine, its load and what ran beside it (--beside).
 """
 
 from __future__ import annotations
@@ -94,6 +97,30 @@ def machine() -> dict:
     return {"cpu": cpu, "flags": flags, "cores": os.cpu_count(), "load_average": os.getloadavg()}
 
 
+def settings(args) -> dict:
+    """What makes two runs' numbers comparable: a results file with other settings is not continued."""
+    return {"trials": args.trials, "limit": args.limit, "epochs": args.epochs, "val": args.val,
+            "full_epochs": args.full_epochs, "full_limit": args.full_limit, "workers_trials": args.workers_trials}
+
+
+def load_results(path: Path, args) -> dict:
+    fresh = {"settings": settings(args), "commands": [], "searches": [], "full": {}, "workers": []}
+    if not path.exists():
+        return fresh
+    results = json.loads(path.read_text())
+    if results.get("settings") != settings(args):
+        sys.exit(f"{path}: holds a run with other settings ({results.get('settings')}); "
+                 "give another --results file or remove it")
+    return results
+
+
+def save_results(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    partial.replace(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=30)
@@ -103,29 +130,65 @@ def main() -> None:
     parser.add_argument("--val", default="balanced:500", help="the trials' hold-out (per class with balanced:)")
     parser.add_argument("--full-epochs", type=int, default=5, help="epochs of every full run (002 trains 5)")
     parser.add_argument("--full-limit", type=int, default=None, help="training images of the full runs (default: all)")
+    parser.add_argument("--workers-trials", type=int, default=None, help="trials of the workers part (default: --trials)")
     parser.add_argument("--postgres", help="a PostgreSQL URL for the workers part (default: start a throw-away server)")
-    parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--parts", default="search,full,workers",
+                        help="which parts to run, comma-separated (default: all three)")
+    parser.add_argument("--skip-workers", action="store_true", help="the same as leaving workers out of --parts")
+    parser.add_argument("--results", type=Path, default=HERE / "results" / "tune.json",
+                        help="the results file; a run continues it (a search already in it is not run again), "
+                             "and it is rewritten after every search and every full run")
+    parser.add_argument("--beside", default="nothing",
+                        help="what else ran on the machine, recorded with every figure (default: nothing)")
     args = parser.parse_args()
+    args.workers_trials = args.workers_trials or args.trials
+    parts = {part.strip() for part in args.parts.split(",") if part.strip()}
+    if args.skip_workers:
+        parts.discard("workers")
+    if not parts <= {"search", "full", "workers"}:
+        parser.error(f"--parts: unknown part(s) {sorted(parts - {'search', 'full', 'workers'})}")
 
     from fmnist.data.dataset import load_dataset
 
     dataset = load_dataset(download=False)
-    results = {"command": " ".join(sys.argv), "machine": machine(), "searches": [], "full": {}, "workers": []}
+    results = load_results(args.results, args)
+    results["commands"].append({"command": " ".join(sys.argv), "machine": machine(), "beside": args.beside,
+                                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+
+    def record(kind: str, run: dict) -> dict:
+        run.update(machine=machine(), beside=args.beside)
+        print(f"# {kind}: {run}", file=sys.stderr)
+        save_results(args.results, results)
+        return run
+
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        for seed in range(1, args.seeds + 1):
-            for sampler, pruner in (("tpe", "hyperband"), ("random", "none")):
-                results["searches"].append(search(scratch / f"{sampler}-{seed}", args, seed, sampler, pruner, dataset))
-                print(f"# {results['searches'][-1]}", file=sys.stderr)
-        tpe = [run for run in results["searches"] if run["sampler"] == "tpe" and run["best"] is not None]
-        best = max(tpe, key=lambda run: run["best"])["best_config"]
-        from fmnist.engine.config import load_config_file
+        if "search" in parts:
+            for seed in range(1, args.seeds + 1):
+                for sampler, pruner in (("tpe", "hyperband"), ("random", "none")):
+                    if any(run["seed"] == seed and run["sampler"] == sampler for run in results["searches"]):
+                        continue
+                    load = os.getloadavg()[0]
+                    run = {**search(scratch / f"{sampler}-{seed}", args, seed, sampler, pruner, dataset),
+                           "load_at_start": load}
+                    results["searches"].append(run)
+                    record("search", run)
+        if "full" in parts:
+            tpe = [run for run in results["searches"] if run["sampler"] == "tpe" and run["best"] is not None]
+            if not tpe:
+                sys.exit(f"{args.results}: no TPE search to take the best config from; run --parts search first")
+            best = max(tpe, key=lambda run: run["best"])["best_config"]
+            from fmnist.engine.config import load_config_file
 
-        default = load_config_file(HERE.parent / "configs" / "writeup002-fmnistcnn.yaml")
-        for name, values in (("best found", best), ("002 default", default), ("--recipe fast", {"recipe_only": "fast"})):
-            results["full"][name] = train_full(values, args, dataset)
-            print(f"# {name}: {results['full'][name]}", file=sys.stderr)
-        if not args.skip_workers:
+            default = load_config_file(HERE.parent / "configs" / "writeup002-fmnistcnn.yaml")
+            for name, values in (("best found", best), ("002 default", default),
+                                 ("--recipe fast", {"recipe_only": "fast"})):
+                if name in results["full"] and (name != "best found" or results["full"][name].get("config") == best):
+                    continue
+                results["full"][name] = {**train_full(values, args, dataset),
+                                         **({"config": best} if name == "best found" else {})}
+                record(f"full {name}", results["full"][name])
+        if "workers" in parts:
             server = None
             url = args.postgres
             if url is None:
@@ -135,25 +198,30 @@ def main() -> None:
                 server = start_server()
                 url = server.url
             try:
+                trials_args = argparse.Namespace(**{**vars(args), "trials": args.workers_trials})
                 for workers in (1, 2):
-                    results["workers"].append(search(scratch / f"w{workers}", args, 1, "tpe", "hyperband", dataset,
-                                                     storage=url, workers=workers))
-                    print(f"# {results['workers'][-1]}", file=sys.stderr)
+                    if any(run["workers"] == workers for run in results["workers"]):
+                        continue
+                    run = search(scratch / f"w{workers}", trials_args, 1, "tpe", "hyperband", dataset,
+                                 storage=url, workers=workers)
+                    results["workers"].append(run)
+                    record("workers", run)
             finally:
                 if server is not None:
                     server.stop()
     report(results, args)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "tune.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
 def report(results: dict, args) -> None:
-    print(f"{args.trials} trials per study, --limit {args.limit} --epochs {args.epochs}, {args.seeds} seed(s); "
-          f"{results['machine']['cpu']}, load average {results['machine']['load_average'][0]:.1f}\n")
+    seeds = sorted({run["seed"] for run in results["searches"]})
+    print(f"{args.trials} trials per study, --limit {args.limit} --epochs {args.epochs}, seeds {seeds}; "
+          f"{results['commands'][0]['machine']['cpu']} ({results['commands'][0]['machine']['flags']})\n")
     print("| search | best val accuracy % (mean ± std) | pruned trials (mean) | wall s (mean) |")
     print("|---|---|---|---|")
     for sampler, pruner in (("tpe", "hyperband"), ("random", "none")):
         runs = [run for run in results["searches"] if run["sampler"] == sampler]
+        if not runs:
+            continue
         print(f"| {sampler} + {pruner} | {_mean_std([run['best'] for run in runs])} | "
               f"{statistics.mean(run['pruned'] for run in runs):.1f} | "
               f"{statistics.mean(run['wall_seconds'] for run in runs):.0f} |")
@@ -165,7 +233,8 @@ def report(results: dict, args) -> None:
         print("\n| PostgreSQL workers | wall s | best val accuracy % | time outside trials per trial, s |")
         print("|---|---|---|---|")
         for run in results["workers"]:
-            print(f"| {run['workers']} | {run['wall_seconds']:.0f} | {run['best'] * 100:.2f} | "
+            best = "—" if run["best"] is None else f"{run['best'] * 100:.2f}"
+        print(f"| {run['workers']} | {run['wall_seconds']:.0f} | {best} | "
                   f"{run['overhead_per_trial']:.2f} |")
 
 
