@@ -26,6 +26,7 @@ import fmnist
 from fmnist.errors import FmnistError
 from fmnist.workflows.serve import AppSettings, Limits, ModelSet, ServeOptions, create_app
 from fmnist.workflows.serve.server import check
+from fmnist.workflows.serve.uploads import USAGE
 
 FMNIST = str(Path(sys.executable).parent / "fmnist")
 FORMATS = "not an image, or not one of the formats read (PNG, JPEG, BMP, GIF, TIFF, WebP)"
@@ -134,11 +135,28 @@ def test_json_base64_images_and_arrays(app_client, samples, fashion, serve_model
     ({"data": {"name": "no file"}}, 415, None),
     ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, None),
     ({"content": b"{nope", "headers": {"content-type": "application/json"}}, 422,
-     "malformed JSON body: Expecting property name enclosed in double quotes at line 1, column 2"),
+     "malformed JSON body: JSON is malformed: object keys must be strings (byte 1)"),
     ({"json": {"pictures": []}}, 422, None),
     ({"json": {"images": ["not base64!"]}}, 422, "images[0]: not valid base64"),
-    ({"json": {"arrays": [[[0] * 27] * 28]}}, 422, "arrays: each array must be 28x28 integers, got shape (28, 27)"),
-    ({"json": {"arrays": [[[300] * 28] * 28]}}, 422, "arrays: pixel values must be integers 0-255"),
+    ({"json": {"arrays": [[[0] * 27] * 28]}}, 422, "arrays: each array must be 28x28 integers, got shape (28, 27) at arrays[0]"),
+    ({"json": {"arrays": [[[300] * 28] * 28]}}, 422,
+     "arrays: pixel values must be integers 0-255 (Expected `int` <= 255 - at `$.arrays[0][0][0]`)"),
+    ({"json": {"arrays": [[[0] * 28] * 27 + [[0] * 27 + [1.5]]]}}, 422,
+     "arrays: pixel values must be integers 0-255 (Expected `int`, got `float` - at `$.arrays[0][27][27]`)"),
+    ({"json": {"arrays": [[[True] * 28] * 28]}}, 422,
+     "arrays: pixel values must be integers 0-255 (Expected `int`, got `bool` - at `$.arrays[0][0][0]`)"),
+    ({"json": {"arrays": [[[0] * 28] * 28, [[0] * 28] * 3]}}, 422,
+     "arrays: each array must be 28x28 integers, got shape (3, 28) at arrays[1]"),
+    ({"json": {"arrays": [[[0] * 28] * 27 + [[0] * 29]]}}, 422,
+     "arrays: each array must be 28x28 integers, got shape (28, 28/29) at arrays[0]"),
+    ({"json": {"arrays": [[0] * 28] * 28}}, 422,
+     "arrays: expected lists of 28 rows of 28 integers 0-255 each (Expected `array`, got `int` - at `$.arrays[0][0]`)"),
+    ({"json": {"arrays": []}}, 422, "malformed request: 'arrays' must be a non-empty list"),
+    ({"json": {"arrays": [[[0]]], "images": ["aGVsbG8="]}}, 422, f"malformed request: {USAGE}"),
+    ({"json": {"images": [3]}}, 422, f"malformed request: Expected `str`, got `int` - at `$.images[0]`; {USAGE}"),
+    ({"json": [1, 2]}, 422, f"malformed request: Expected `object`, got `array`; {USAGE}"),
+    ({"content": b"[" * 200000, "headers": {"content-type": "application/json"}}, 422,
+     f"malformed request: Expected `object`, got `array`; {USAGE}"),
     ({"json": {"images": ["aGVsbG8="] * 65}}, 413, "too many images: at most 64 in one request"),
 ])
 def test_bad_requests_get_their_status_and_one_line_error(app_client, request_kwargs, status, message):

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from importlib import resources
 
+import msgspec
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -117,7 +118,7 @@ def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastA
             metrics.images.labels(model.name).inc(outcome.images)
             if not model.batched:  # one model call per request; a batched model counts its shared calls
                 metrics.batch_sizes.labels(model.name).observe(outcome.images)
-        return JSONResponse(outcome.body, status_code=outcome.status)
+        return RecordsResponse(outcome.body, status_code=outcome.status)
 
     top_k_query = Query(3, description="How many classes to list per image.")
     invert_query = Query("auto", description="auto (invert when the border is lighter than the object), always, never.")
@@ -152,6 +153,14 @@ def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastA
     app.add_middleware(CountRequests, metrics=metrics)
     app.state.models, app.state.metrics = models, metrics
     return app
+
+
+class RecordsResponse(JSONResponse):
+    """The answer of /predict, encoded by msgspec: several times faster than the json module for a batch's
+    records (lists, dicts, strings and floats: nothing else reaches it)."""
+
+    def render(self, content) -> bytes:
+        return msgspec.json.encode(content)
 
 
 def _static(data: bytes, kind: str):

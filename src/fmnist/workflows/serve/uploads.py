@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import re
 from dataclasses import dataclass
+from typing import Annotated
 
+import msgspec
 import numpy as np
 
 from fmnist.bounded import one_line
@@ -71,17 +73,41 @@ async def read_multipart(request, limits: Limits) -> list[Upload]:
     return uploads
 
 
+# The JSON body, checked as it is parsed (msgspec, in C): one of the two lists, every pixel an integer
+# 0-255 (no floats, booleans or strings), no other keys. Parsing is most of a big batch's cost.
+Pixel = Annotated[int, msgspec.Meta(ge=0, le=255)]
+
+
+class JsonBody(msgspec.Struct, forbid_unknown_fields=True):
+    images: list[str] | None = None
+    arrays: list[list[list[Pixel]]] | None = None
+
+
+_JSON_BODY = msgspec.json.Decoder(JsonBody)
+_PIXEL_AT = re.compile(r"`\$\.arrays\[\d+\]\[\d+\]\[\d+\]`")  # where msgspec says a pixel is wrong
+
+
 def read_json(body: bytes, limits: Limits, size: int) -> list[Upload]:
     """The inputs of a JSON body: {"images": [base64, ...]} or {"arrays": [[[...]]]} (S×S each)."""
     try:
-        # the body is within the size limit already; json's C parser stops deep nesting (RecursionError)
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # the body is within the size limit already; nesting deeper than the schema is refused as it is met
+        document = _JSON_BODY.decode(body)
+    except msgspec.ValidationError as exc:
+        problem = one_line(exc)
+        if _PIXEL_AT.search(problem):
+            raise RequestError(422, f"arrays: pixel values must be integers 0-255 ({problem})") from None
+        if "$.arrays" in problem:
+            raise RequestError(422, f"arrays: expected lists of {size} rows of {size} integers 0-255 each "
+                                    f"({problem})") from None
+        raise RequestError(422, f"malformed request: {problem}; {USAGE}") from None
+    except msgspec.DecodeError as exc:
         raise RequestError(422, f"malformed JSON body: {one_line(exc)}") from None
-    if not isinstance(document, dict) or len(document) != 1 or not ({"images", "arrays"} & set(document)):
+    given = [(key, values) for key, values in (("images", document.images), ("arrays", document.arrays))
+             if values is not None]
+    if len(given) != 1:
         raise RequestError(422, f"malformed request: {USAGE}")
-    key, values = next(iter(document.items()))
-    if not isinstance(values, list) or not values:
+    key, values = given[0]
+    if not values:
         raise RequestError(422, f"malformed request: {key!r} must be a non-empty list")
     if key == "arrays":
         return [Upload(None, arrays=_arrays(values, size))]
@@ -90,9 +116,7 @@ def read_json(body: bytes, limits: Limits, size: int) -> list[Upload]:
     return [Upload(f"images[{position}]", _base64(text, position)) for position, text in enumerate(values)]
 
 
-def _base64(text, position: int) -> bytes:
-    if not isinstance(text, str):
-        raise RequestError(422, f"images[{position}]: expected a base64 string, got {type(text).__name__}")
+def _base64(text: str, position: int) -> bytes:
     if text.startswith("data:") and "," in text:  # a data URL, as a browser writes one
         text = text.split(",", 1)[1]
     try:
@@ -101,18 +125,16 @@ def _base64(text, position: int) -> bytes:
         raise RequestError(422, f"images[{position}]: not valid base64") from None
 
 
-def _arrays(values: list, size: int) -> np.ndarray:
-    """(N, size, size) uint8 from nested lists of integers 0-255."""
-    try:
-        array = np.array(values, dtype=np.int64)
-    except (ValueError, TypeError, OverflowError):
-        raise RequestError(422, f"arrays: expected lists of {size} rows of {size} integers 0-255 each") from None
-    if array.ndim != 3 or array.shape[1:] != (size, size):
-        raise RequestError(422, f"arrays: each array must be {size}x{size} integers, got shape "
-                                f"{tuple(array.shape[1:]) if array.ndim >= 1 else ()}")
-    if array.size and (array.min() < 0 or array.max() > 255):
-        raise RequestError(422, "arrays: pixel values must be integers 0-255")
-    return array.astype(np.uint8)
+def _arrays(values: list[list[list[int]]], size: int) -> np.ndarray:
+    """(N, size, size) uint8 from nested lists of integers 0-255 (checked by the parser)."""
+    for position, image in enumerate(values):
+        if len(image) != size or any(len(row) != size for row in image):
+            widths = "/".join(map(str, sorted({len(row) for row in image})[:4])) or "0"  # rows of other widths: 27/28
+            raise RequestError(422, f"arrays: each array must be {size}x{size} integers, got shape "
+                                    f"({len(image)}, {widths}) at arrays[{position}]")
+    # every value is 0-255 already: bytes() of each row is the cheapest way to uint8 (measured: 60 % of np.array's time)
+    return np.frombuffer(b"".join([bytes(row) for image in values for row in image]),
+                         dtype=np.uint8).reshape(len(values), size, size)
 
 
 def content_kind(content_type: str | None) -> str:
