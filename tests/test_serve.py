@@ -247,6 +247,27 @@ def test_the_token_rule(app_client, samples, tmp_path):
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--token-file" in refused.stderr
 
 
+def test_threads_per_model_call(serve_models, fashion):
+    """--threads: each ONNX call on that many threads, which sleep between calls (a server shares its cores
+    with the requests' own work); 0 leaves onnxruntime's default; the answers do not change."""
+    safetensors, onnx = serve_models
+    with pytest.raises(FmnistError, match="--threads must be 0"):
+        check(ServeOptions([Path("m.onnx")], threads=-1))
+    assert ServeOptions([Path("m.onnx")]).threads == 1
+    models = ModelSet([onnx], threads=1)
+    models.load()
+    predictor = models.get(None).predictor
+    options = predictor.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    default = fmnist.inference.load_predictor(onnx)
+    assert default.session.get_session_options().intra_op_num_threads == 0  # onnxruntime's own choice
+    images = fashion.test.images[:300]
+    np.testing.assert_allclose(predictor.probabilities(images), default.probabilities(images), rtol=1e-5, atol=1e-6)
+    with pytest.raises(FmnistError, match="threads must be at least 1, got 0"):
+        fmnist.inference.load_predictor(onnx, threads=0)
+
+
 def test_cors_only_when_asked(app_client):
     assert "access-control-allow-origin" not in app_client.get("/models", headers={"origin": "https://x.test"}).headers
     app = create_app(app_client.app.state.models, AppSettings(cors_origins=("https://x.test",)))
