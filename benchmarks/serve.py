@@ -6,14 +6,16 @@
 The server is a real `fmnist serve` process; the load comes from this process, a small asyncio HTTP/1.1
 client of its own (keep-alive connections, requests built once, responses read by Content-Length:
 far less CPU per request than a Python HTTP library, which matters when both share 2 cores). Each case
-runs for --seconds after a one-second warm-up; every response that is not 200 counts as an error.
+runs for --seconds after a one-second warm-up, --repeat times (the servers taking turns); every
+response that is not 200 counts as an error.
 
 Servers and cases (--only NAME,... runs some of them):
-  onnx        the defaults (1 worker, --threads 1): one 28x28 PNG (multipart) at concurrency 1, 8, 64;
-              a 400x500 photo-like JPEG (benchmarks/photos.py) at 8; a JSON batch of 256 arrays at 1, 2, 8
-  threads0    --threads 0 (onnxruntime's default: every core, spinning): PNG at 1, 8, 64; JSON at 2
+  onnx        the defaults (1 worker, onnxruntime's own threads): one 28x28 PNG (multipart) at concurrency 1,
+              8, 64; a 400x500 photo-like JPEG (benchmarks/photos.py) at 8; a JSON batch of 256 images as
+              nested lists ("arrays") at 1, 2, 8 and as packed base64 bytes ("pixels") at 2
+  threads1    --threads 1 (each model call on one thread that does not spin): PNG at 1, 8, 64; JSON at 2
   batching    --batch-max 32 --batch-wait-ms 2: PNG at 1, 8, 64
-  workers2    --workers 2: PNG at 1, 8, 64; JSON at 2
+  workers2    --workers 2: PNG at 1, 8, 64; JSON arrays and pixels at 2
   safetensors the .safetensors model (PyTorch): PNG at 8
   bentoml     the same .onnx model served by BentoML (benchmarks/bentoml_service.py, its own virtual
               environment: give its `bentoml` with --bentoml; access log off): PNG at 1, 8, 64; JSON at 2
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
 import json
 import os
@@ -173,7 +176,7 @@ def machine() -> dict:
             "load_average_before": os.getloadavg()}
 
 
-SERVERS = ("onnx", "threads0", "batching", "workers2", "safetensors", "bentoml")
+SERVERS = ("onnx", "threads1", "batching", "workers2", "safetensors", "bentoml")
 
 
 def main() -> None:
@@ -182,7 +185,8 @@ def main() -> None:
     parser.add_argument("--safetensors", type=Path, required=True)
     parser.add_argument("--bentoml", help="the `bentoml` command of a virtual environment with BentoML and "
                                           "onnxruntime: adds BentoML serving the same .onnx model")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per case (after 1 s of warm-up)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of every server and case (mean ± std)")
     parser.add_argument("--only", default=",".join(SERVERS), help=f"servers to measure, of {', '.join(SERVERS)}")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
     args = parser.parse_args()
@@ -207,45 +211,62 @@ def main() -> None:
     results = {"machine": machine(), "command": " ".join(sys.argv), "servers": {}, "cases": []}
     png_request = multipart("one.png", small_png, "image/png")
     json_request = (arrays, "application/json")
+    pixels_request = (json.dumps({"pixels": base64.b64encode(test.images[:256].tobytes()).decode()}).encode(),
+                      "application/json")
     plans = {  # server name → (how to start it, [(case, path, request, concurrency, images per request)])
         "onnx": (lambda: Server.fmnist(args.onnx),
                  [("28x28 PNG", "/predict", png_request, c, 1) for c in (1, 8, 64)]
                  + [("400x500 JPEG photo", "/predict", multipart("photo.jpg", jpeg, "image/jpeg"), 8, 1)]
-                 + [("JSON 256 arrays", "/predict?top_k=1", json_request, c, 256) for c in (1, 2, 8)]),
-        "threads0": (lambda: Server.fmnist(args.onnx, "--threads", "0"),
+                 + [("JSON 256 arrays", "/predict?top_k=1", json_request, c, 256) for c in (1, 2, 8)]
+                 + [("JSON 256 pixels", "/predict?top_k=1", pixels_request, 2, 256)]),
+        "threads1": (lambda: Server.fmnist(args.onnx, "--threads", "1"),
                      [("28x28 PNG", "/predict", png_request, c, 1) for c in (1, 8, 64)]
                      + [("JSON 256 arrays", "/predict?top_k=1", json_request, 2, 256)]),
         "batching": (lambda: Server.fmnist(args.onnx, "--batch-max", "32", "--batch-wait-ms", "2"),
                      [("28x28 PNG", "/predict", png_request, c, 1) for c in (1, 8, 64)]),
         "workers2": (lambda: Server.fmnist(args.onnx, "--workers", "2"),
                      [("28x28 PNG", "/predict", png_request, c, 1) for c in (1, 8, 64)]
-                     + [("JSON 256 arrays", "/predict?top_k=1", json_request, 2, 256)]),
+                     + [("JSON 256 arrays", "/predict?top_k=1", json_request, 2, 256)]
+                     + [("JSON 256 pixels", "/predict?top_k=1", pixels_request, 2, 256)]),
         "safetensors": (lambda: Server.fmnist(args.safetensors),
                         [("28x28 PNG", "/predict", png_request, 8, 1)]),
         "bentoml": (lambda: Server.bentoml(args.bentoml, args.onnx),
                     [("28x28 PNG", "/predict", multipart("one.png", small_png, "image/png"), c, 1) for c in (1, 8, 64)]
                     + [("JSON 256 arrays", "/predict_arrays", (bento_arrays, "application/json"), 2, 256)]),
     }
+    for repeat in range(1, args.repeat + 1):  # the servers take turns, so a slow minute is spread over all
+        for name in only:
+            start, cases = plans[name]
+            server = start()
+            results["servers"].setdefault(name, []).append({"ready_s": server.ready_s, "rss_mib": server.rss_mib})
+            try:
+                for case, path, (body, kind), concurrency, images in cases:
+                    measured = load(server.port, request_bytes(server.port, path, body, kind), concurrency,
+                                    args.seconds)
+                    measured.update(server=name, case=case, repeat=repeat,
+                                    images_per_s=measured["requests_per_s"] * images)
+                    results["cases"].append(measured)
+                    print(f"# {repeat} {name} {case} c={concurrency}: {measured['images_per_s']:,.0f} images/s, "
+                          f"p99 {measured['p99_ms']:.1f} ms, {measured['errors']} errors", file=sys.stderr, flush=True)
+            finally:
+                results["servers"][name][-1]["exit_status"] = server.stop()
+    spread = lambda values, digits=0: (f"{statistics.mean(values):,.{digits}f}"  # noqa: E731
+                                       + (f" ± {statistics.stdev(values):,.{digits}f}" if len(values) > 1 else ""))
+    print(f"mean ± standard deviation over {args.repeat} run(s) of {args.seconds:g} s per case\n")
     print("| server | case | concurrency | requests/s | images/s | p50 ms | p99 ms | errors |\n"
-          "|---|---|---|---|---|---|---|---|", flush=True)
-    for name in only:
-        start, cases = plans[name]
-        server = start()
-        results["servers"][name] = {"ready_s": server.ready_s, "rss_mib": server.rss_mib}
-        try:
-            for case, path, (body, kind), concurrency, images in cases:
-                measured = load(server.port, request_bytes(server.port, path, body, kind), concurrency, args.seconds)
-                measured.update(server=name, case=case, images_per_s=measured["requests_per_s"] * images)
-                results["cases"].append(measured)
-                print(f"| {name} | {case} | {concurrency} | {measured['requests_per_s']:,.0f} | "
-                      f"{measured['images_per_s']:,.0f} | {measured['p50_ms']:.1f} | {measured['p99_ms']:.1f} | "
-                      f"{measured['errors']} |", flush=True)
-        finally:
-            results["servers"][name]["exit_status"] = server.stop()
+          "|---|---|---|---|---|---|---|---|")
+    keys = dict.fromkeys((case["server"], case["case"], case["concurrency"]) for case in results["cases"])
+    for name, case, concurrency in keys:
+        runs = [one for one in results["cases"]
+                if (one["server"], one["case"], one["concurrency"]) == (name, case, concurrency)]
+        print(f"| {name} | {case} | {concurrency} | {spread([r['requests_per_s'] for r in runs])} | "
+              f"{spread([r['images_per_s'] for r in runs])} | {spread([r['p50_ms'] for r in runs], 1)} | "
+              f"{spread([r['p99_ms'] for r in runs], 1)} | {sum(r['errors'] for r in runs)} |")
     results["machine"]["load_average_after"] = os.getloadavg()
     print("\n| server | ready s | resident MiB | exit status on SIGTERM |\n|---|---|---|---|")
-    for name, server in results["servers"].items():
-        print(f"| {name} | {server['ready_s']:.2f} | {server['rss_mib']:.0f} | {server['exit_status']} |")
+    for name, starts in results["servers"].items():
+        print(f"| {name} | {spread([one['ready_s'] for one in starts], 2)} | "
+              f"{spread([one['rss_mib'] for one in starts])} | {sorted({one['exit_status'] for one in starts})} |")
     print(f"\nload average before/after: {results['machine']['load_average_before']} / "
           f"{results['machine']['load_average_after']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -120,6 +120,8 @@ def test_json_base64_images_and_arrays(app_client, samples, fashion, serve_model
     records = answer.json()["records"]
     assert len(records) == 256 and [r["index"] for r in records] == [r.index for r in expected]
     assert records[0] == {**expected[0].as_dict(), "top_k": expected[0].as_dict()["top_k"][:1]}
+    packed = app_client.post("/predict?top_k=1", json={"pixels": base64.b64encode(arrays.tobytes()).decode()})
+    assert packed.status_code == 200 and packed.json()["records"] == records
 
 
 @pytest.mark.parametrize("request_kwargs, status, message", [
@@ -151,7 +153,12 @@ def test_json_base64_images_and_arrays(app_client, samples, fashion, serve_model
      "arrays: each array must be 28x28 integers, got shape (28, 28/29) at arrays[0]"),
     ({"json": {"arrays": [[0] * 28] * 28}}, 422,
      "arrays: expected lists of 28 rows of 28 integers 0-255 each (Expected `array`, got `int` - at `$.arrays[0][0]`)"),
-    ({"json": {"arrays": []}}, 422, "malformed request: 'arrays' must be a non-empty list"),
+    ({"json": {"arrays": []}}, 422, "malformed request: 'arrays' must not be empty"),
+    ({"json": {"pixels": ""}}, 422, "malformed request: 'pixels' must not be empty"),
+    ({"json": {"pixels": "not base64!"}}, 422, "pixels: not valid base64"),
+    ({"json": {"pixels": base64.b64encode(bytes(784 + 28)).decode()}}, 422,
+     "pixels: expected N x 28 x 28 = a multiple of 784 bytes, got 812"),
+    ({"json": {"pixels": [1, 2]}}, 422, f"malformed request: Expected `str | null`, got `array` - at `$.pixels`; {USAGE}"),
     ({"json": {"arrays": [[[0]]], "images": ["aGVsbG8="]}}, 422, f"malformed request: {USAGE}"),
     ({"json": {"images": [3]}}, 422, f"malformed request: Expected `str`, got `int` - at `$.images[0]`; {USAGE}"),
     ({"json": [1, 2]}, 422, f"malformed request: Expected `object`, got `array`; {USAGE}"),
@@ -248,12 +255,12 @@ def test_the_token_rule(app_client, samples, tmp_path):
 
 
 def test_threads_per_model_call(serve_models, fashion):
-    """--threads: each ONNX call on that many threads, which sleep between calls (a server shares its cores
-    with the requests' own work); 0 leaves onnxruntime's default; the answers do not change."""
+    """--threads N: each ONNX call on N threads, which sleep between calls (a server shares its cores with
+    the requests' own work); 0, the default, leaves onnxruntime's own choice; the answers do not change."""
     safetensors, onnx = serve_models
     with pytest.raises(FmnistError, match="--threads must be 0"):
         check(ServeOptions([Path("m.onnx")], threads=-1))
-    assert ServeOptions([Path("m.onnx")]).threads == 1
+    assert ServeOptions([Path("m.onnx")]).threads == 0
     models = ModelSet([onnx], threads=1)
     models.load()
     predictor = models.get(None).predictor

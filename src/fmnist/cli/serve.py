@@ -43,8 +43,8 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help="With --batch-max: how long a batch "
                                                                          "waits for more calls.")] = 2.0,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads of one model call (0: the runtime's "
-                                                           "default, every core). Requests handled at the same "
-                                                           "time run in parallel either way.")] = 1,
+                                                           "default, one per core). Requests handled at the same "
+                                                           "time run in parallel either way.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
 ) -> None:
     """Serve MODEL_FILE(s): POST /predict (multipart image files, or JSON base64 images or 28x28 arrays),

@@ -129,7 +129,9 @@ def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastA
         "application/json": {"schema": {"type": "object", "properties": {
             "images": {"type": "array", "items": {"type": "string", "format": "byte"}},
             "arrays": {"type": "array", "items": {"type": "array", "items": {"type": "array",
-                                                                             "items": {"type": "integer"}}}}}}}},
+                                                                             "items": {"type": "integer"}}}},
+            "pixels": {"type": "string", "format": "byte",
+                       "description": "N images as raw uint8 bytes (N x 28 x 28, row-major), base64"}}}}},
         "required": True}}
 
     @app.post("/predict", summary="Predict images with the default (first) model", openapi_extra=body_doc)

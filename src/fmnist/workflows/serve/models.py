@@ -71,7 +71,7 @@ class ModelSet:
     seconds: float | None = None  # how long loading and warming up took
     batch_max: int = 0  # > 1: micro-batching of model calls up to this many images (batching.py); 0 or 1: off
     batch_wait_ms: float = 2.0  # how long a batch waits for more calls after its first
-    threads: int | None = None  # CPU threads per model call (None: the runtime's default, every core; serve gives 1)
+    threads: int | None = None  # CPU threads per model call (None: the runtime's default, one per core)
     on_batch: Callable[[str, int], None] = lambda name, images: None  # each model call's (model, images)
     _done: threading.Event = field(default_factory=threading.Event)
     _loader: threading.Thread | None = None

@@ -43,7 +43,7 @@ class ServeOptions:
     log_level: str = "info"
     batch_max: int = 0  # micro-batching of model calls (batching.py): off unless above 1
     batch_wait_ms: float = 2.0
-    threads: int = 1  # CPU threads per model call; 0: the runtime's default (every core)
+    threads: int = 0  # CPU threads per model call; 0: the runtime's default (measured best here, README)
 
 
 def is_loopback(host: str) -> bool:
