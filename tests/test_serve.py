@@ -275,6 +275,20 @@ def test_threads_per_model_call(serve_models, fashion):
         fmnist.inference.load_predictor(onnx, threads=0)
 
 
+def test_only_tiny_inputs_skip_the_worker_thread(samples, fashion):
+    """`tiny` decides from a PNG's header alone: a 28x28 PNG is predicted on the event loop, a file that is
+    small but declares a huge image (a decompression bomb) or any other format goes to a thread."""
+    from fmnist.workflows.serve.uploads import Upload, tiny
+
+    assert tiny(Upload("p.png", samples["pullover"]))
+    assert not tiny(Upload("bomb.png", png_header_only(30000, 30000)))  # a few dozen bytes, 900 megapixels
+    assert tiny(Upload("edge.png", png_header_only(64, 64))) and not tiny(Upload("big.png", png_header_only(65, 64)))
+    jpeg = io.BytesIO()
+    Image.fromarray(fashion.test.images[1]).save(jpeg, format="JPEG")
+    assert not tiny(Upload("p.jpg", jpeg.getvalue())) and not tiny(Upload("short.png", samples["pullover"][:20]))
+    assert tiny(Upload(None, arrays=fashion.test.images[:64])) and not tiny(Upload(None, arrays=fashion.test.images[:65]))
+
+
 def test_cors_only_when_asked(app_client):
     assert "access-control-allow-origin" not in app_client.get("/models", headers={"origin": "https://x.test"}).headers
     app = create_app(app_client.app.state.models, AppSettings(cors_origins=("https://x.test",)))

@@ -27,7 +27,8 @@ from fmnist import __version__
 from fmnist.workflows.serve.guards import BearerToken, BodyLimit, BodyTooLarge, CountRequests, Metrics
 from fmnist.workflows.serve.models import ModelSet
 from fmnist.workflows.serve.predicting import predict_uploads
-from fmnist.workflows.serve.uploads import Limits, RequestError, content_kind, read_json, read_multipart, too_large
+from fmnist.workflows.serve.uploads import (Limits, RequestError, content_kind, read_json, read_multipart, tiny,
+                                           too_large)
 
 log = logging.getLogger("fmnist.serve")
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/page/app.js": ("app.js", "text/javascript"),
@@ -113,7 +114,10 @@ def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastA
             uploads = await read_multipart(request, settings.limits)
         else:
             uploads = read_json(await request.body(), settings.limits, model.predictor.image_spec.size)
-        outcome = await run_in_threadpool(predict_uploads, model, uploads, top_k, invert, show_input)
+        if not model.batched and all(map(tiny, uploads)):  # well under a millisecond: no thread hop
+            outcome = predict_uploads(model, uploads, top_k, invert, show_input)
+        else:  # decoding a photo takes milliseconds: off the event loop, so other requests go on meanwhile
+            outcome = await run_in_threadpool(predict_uploads, model, uploads, top_k, invert, show_input)
         if outcome.images:
             metrics.images.labels(model.name).inc(outcome.images)
             if not model.batched:  # one model call per request; a batched model counts its shared calls
