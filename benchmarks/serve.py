@@ -1,23 +1,34 @@
 """`fmnist serve` under load: requests per second and latency from a second process on loopback.
 
     .venv/bin/python benchmarks/serve.py --onnx runs/baseline/model.onnx \
-        --safetensors runs/baseline/model.safetensors [--seconds 5]
+        --safetensors runs/baseline/model.safetensors [--bentoml /tmp/bento/bin/bentoml] [--seconds 5]
 
 The server is a real `fmnist serve` process; the load comes from this process, a small asyncio HTTP/1.1
 client of its own (keep-alive connections, requests built once, responses read by Content-Length:
 far less CPU per request than a Python HTTP library, which matters when both share 2 cores). Each case
-runs for --seconds after a one-second warm-up; every response that is not 200 counts as an error.
+runs for --seconds after a one-second warm-up, --repeat times (the servers taking turns); every
+response that is not 200 counts as an error.
 
-Cases: one 28x28 PNG (multipart) at concurrency 1, 8 and 64; one 400x500 photo-like JPEG
-(benchmarks/photos.py) at 8; a JSON batch of 256 arrays at 2 (images/s); 2 workers against 1; the
-.safetensors model (PyTorch) against .onnx: time from starting the process to /readyz 200, and its
-resident memory once ready. Writes benchmarks/results/serve.json and prints a Markdown table.
+Servers and cases (--only NAME,... runs some of them):
+  onnx        the defaults (1 worker, onnxruntime's own threads): one 28x28 PNG (multipart) at concurrency 1,
+              8, 64; a 400x500 photo-like JPEG (benchmarks/photos.py) at 8; a JSON batch of 256 images as
+              nested lists ("arrays") at 1, 2, 8 and as packed base64 bytes ("pixels") at 2
+  threads1    --threads 1 (each model call on one thread that does not spin): PNG at 1, 8, 64; JSON at 2
+  batching    --batch-max 32 --batch-wait-ms 2: PNG at 1, 8, 64
+  workers2    --workers 2: PNG at 1, 8, 64; JSON arrays and pixels at 2
+  safetensors the .safetensors model (PyTorch): PNG at 8
+  bentoml     the same .onnx model served by BentoML (benchmarks/bentoml_service.py, its own virtual
+              environment: give its `bentoml` with --bentoml; access log off): PNG at 1, 8, 64; JSON at 2
+For every server: the time from starting the process to its readiness answering 200, and its resident
+memory (with its child processes) once ready. Writes benchmarks/results/serve.json (--out) and prints a
+Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
 import json
 import os
@@ -27,6 +38,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -63,17 +75,21 @@ def rss_mib(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, model: Path, workers: int = 1, extra: tuple[str, ...] = ()):
-        self.port = free_port()
+    """A server process started for real, waited on until `ready_path` answers 200 (within 120 s)."""
+
+    def __init__(self, command: list[str], port: int, ready_path: str = "/readyz", env: dict | None = None):
+        self.port = port
         started = time.perf_counter()
-        self.process = subprocess.Popen([FMNIST, "serve", str(model), "--port", str(self.port), "--workers",
-                                         str(workers), "--quiet", "--max-files", "300", *extra],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        env={**os.environ, **(env or {})}, start_new_session=True)
         while True:
             if self.process.poll() is not None:
-                raise SystemExit(f"fmnist serve failed: {self.process.stderr.read().decode()}")
+                raise SystemExit(f"{command[0]} failed: {self.process.stderr.read().decode()[-2000:]}")
+            if time.perf_counter() - started > 120:
+                self.stop()
+                raise SystemExit(f"{' '.join(command)}: not ready after 120 s")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as answer:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{ready_path}", timeout=1) as answer:
                     if answer.status == 200:
                         break
             except OSError:
@@ -83,9 +99,28 @@ class Server:
         time.sleep(0.5)
         self.rss_mib = rss_mib(self.process.pid)
 
+    @classmethod
+    def fmnist(cls, model: Path, *options: str) -> "Server":
+        port = free_port()
+        return cls([FMNIST, "serve", str(model), "--port", str(port), "--quiet", "--max-files", "300", *options], port)
+
+    @classmethod
+    def bentoml(cls, bentoml: str, model: Path, workers: int = 1) -> "Server":
+        port = free_port()
+        env = {"FMNIST_BENCH_ONNX": str(model.resolve()), "FMNIST_BENCH_WORKERS": str(workers),
+               "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": tempfile.mkdtemp(prefix="bentoml-home-"),
+               "BENTOML_CONFIG_OPTIONS": "api_server.logging.access.enabled=false"}
+        return cls([bentoml, "serve", f"{HERE / 'bentoml_service.py'}:Fmnist", "--port", str(port)], port, env=env)
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            try:  # whatever it started (BentoML's workers) goes too
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def multipart(name: str, data: bytes, kind: str) -> tuple[bytes, str]:
@@ -141,18 +176,25 @@ def machine() -> dict:
             "load_average_before": os.getloadavg()}
 
 
+SERVERS = ("onnx", "threads1", "batching", "workers2", "safetensors", "bentoml")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--onnx", type=Path, required=True)
     parser.add_argument("--safetensors", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--out", type=Path, default=None, help="default: results/serve.json "
-                                                                 "(results/serve-batching.json with --batching)")
-    parser.add_argument("--batching", action="store_true",
-                        help="only micro-batching off against on (--batch-max 32, --batch-wait-ms 2 and 5) for "
-                             "one 28x28 PNG per request at concurrency 1, 8 and 64")
+    parser.add_argument("--bentoml", help="the `bentoml` command of a virtual environment with BentoML and "
+                                          "onnxruntime: adds BentoML serving the same .onnx model")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per case (after 1 s of warm-up)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of every server and case (mean ± std)")
+    parser.add_argument("--only", default=",".join(SERVERS), help=f"servers to measure, of {', '.join(SERVERS)}")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
     args = parser.parse_args()
-    args.out = args.out or HERE / "results" / ("serve-batching.json" if args.batching else "serve.json")
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    if unknown := set(only) - set(SERVERS):
+        parser.error(f"--only: unknown {sorted(unknown)}")
+    if "bentoml" in only and not args.bentoml:
+        only.remove("bentoml")
 
     import fmnist
     test = fmnist.load_dataset(download=False).test
@@ -164,62 +206,73 @@ def main() -> None:
     photo.save(buffer, format="JPEG", quality=85)
     jpeg = buffer.getvalue()
     arrays = json.dumps({"arrays": test.images[:256].tolist()}).encode()
+    bento_arrays = json.dumps({"arrays": test.images[:256].tolist(), "top_k": 1}).encode()
 
-    results = {"machine": machine(), "command": " ".join(sys.argv), "cases": []}
-
-    def case(name: str, server: Server, body_and_kind, path: str, concurrency: int, images: int = 1):
-        request = request_bytes(server.port, path, *body_and_kind)
-        measured = load(server.port, request, concurrency, args.seconds)
-        measured.update(case=name, images_per_s=measured["requests_per_s"] * images)
-        results["cases"].append(measured)
-        print(f"| {name} | {concurrency} | {measured['requests_per_s']:,.0f} | {measured['images_per_s']:,.0f} | "
-              f"{measured['p50_ms']:.1f} | {measured['p99_ms']:.1f} | {measured['errors']} |", flush=True)
-
-    print("| case | concurrency | requests/s | images/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
+    results = {"machine": machine(), "command": " ".join(sys.argv), "servers": {}, "cases": []}
     png_request = multipart("one.png", small_png, "image/png")
-    if args.batching:
-        for label, extra in (("off", ()), ("--batch-max 32 --batch-wait-ms 2", ("--batch-max", "32", "--batch-wait-ms", "2")),
-                             ("--batch-max 32 --batch-wait-ms 5", ("--batch-max", "32", "--batch-wait-ms", "5"))):
-            server = Server(args.onnx, extra=extra)
+    json_request = (arrays, "application/json")
+    pixels_request = (json.dumps({"pixels": base64.b64encode(test.images[:256].tobytes()).decode()}).encode(),
+                      "application/json")
+    plans = {  # server name → (how to start it, [(case, path, request, concurrency, images per request)])
+        "onnx": (lambda: Server.fmnist(args.onnx),
+                 [("28x28 PNG", "/predict", png_request, c, 1) for c in (1, 8, 64)]
+                 + [("400x500 JPEG photo", "/predict", multipart("photo.jpg", jpeg, "image/jpeg"), 8, 1)]
+                 + [("JSON 256 arrays", "/predict?top_k=1", json_request, c, 256) for c in (1, 2, 8)]
+                 + [("JSON 256 pixels", "/predict?top_k=1", pixels_request, 2, 256)]),
+        "threads1": (lambda: Server.fmnist(args.onnx, "--threads", "1"),
+                     [("28x28 PNG", "/predict", png_request, c, 1) for c in (1, 8, 64)]
+                     + [("JSON 256 arrays", "/predict?top_k=1", json_request, 2, 256)]),
+        "batching": (lambda: Server.fmnist(args.onnx, "--batch-max", "32", "--batch-wait-ms", "2"),
+                     [("28x28 PNG", "/predict", png_request, c, 1) for c in (1, 8, 64)]),
+        "workers2": (lambda: Server.fmnist(args.onnx, "--workers", "2"),
+                     [("28x28 PNG", "/predict", png_request, c, 1) for c in (1, 8, 64)]
+                     + [("JSON 256 arrays", "/predict?top_k=1", json_request, 2, 256)]
+                     + [("JSON 256 pixels", "/predict?top_k=1", pixels_request, 2, 256)]),
+        "safetensors": (lambda: Server.fmnist(args.safetensors),
+                        [("28x28 PNG", "/predict", png_request, 8, 1)]),
+        "bentoml": (lambda: Server.bentoml(args.bentoml, args.onnx),
+                    [("28x28 PNG", "/predict", multipart("one.png", small_png, "image/png"), c, 1) for c in (1, 8, 64)]
+                    + [("JSON 256 arrays", "/predict_arrays", (bento_arrays, "application/json"), 2, 256)]),
+    }
+    for repeat in range(1, args.repeat + 1):  # the servers take turns, so a slow minute is spread over all
+        for name in only:
+            start, cases = plans[name]
+            server = start()
+            results["servers"].setdefault(name, []).append({"ready_s": server.ready_s, "rss_mib": server.rss_mib})
             try:
-                for concurrency in (1, 8, 64):
-                    case(f"28x28 PNG, .onnx, batching {label}", server, png_request, "/predict", concurrency)
+                for case, path, (body, kind), concurrency, images in cases:
+                    measured = load(server.port, request_bytes(server.port, path, body, kind), concurrency,
+                                    args.seconds)
+                    measured.update(server=name, case=case, repeat=repeat,
+                                    images_per_s=measured["requests_per_s"] * images)
+                    results["cases"].append(measured)
+                    print(f"# {repeat} {name} {case} c={concurrency}: {measured['images_per_s']:,.0f} images/s, "
+                          f"p99 {measured['p99_ms']:.1f} ms, {measured['errors']} errors", file=sys.stderr, flush=True)
             finally:
-                server.stop()
-        results["machine"]["load_average_after"] = os.getloadavg()
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
-        return
-    server = Server(args.onnx)
-    results["onnx"] = {"ready_s": server.ready_s, "rss_mib": server.rss_mib}
-    try:
-        for concurrency in (1, 8, 64):
-            case("28x28 PNG, .onnx, 1 worker", server, png_request, "/predict", concurrency)
-        case("400x500 JPEG photo, .onnx, 1 worker", server, multipart("photo.jpg", jpeg, "image/jpeg"), "/predict", 8)
-        case("JSON 256 arrays, .onnx, 1 worker", server, (arrays, "application/json"), "/predict?top_k=1", 2, images=256)
-    finally:
-        results["onnx"]["exit_status"] = server.stop()
-    server = Server(args.onnx, workers=2)
-    results["onnx_2_workers"] = {"ready_s": server.ready_s, "rss_mib": server.rss_mib}
-    try:
-        for concurrency in (8, 64):
-            case("28x28 PNG, .onnx, 2 workers", server, png_request, "/predict", concurrency)
-    finally:
-        results["onnx_2_workers"]["exit_status"] = server.stop()
-    server = Server(args.safetensors)
-    results["safetensors"] = {"ready_s": server.ready_s, "rss_mib": server.rss_mib}
-    try:
-        case("28x28 PNG, .safetensors, 1 worker", server, png_request, "/predict", 8)
-    finally:
-        results["safetensors"]["exit_status"] = server.stop()
+                results["servers"][name][-1]["exit_status"] = server.stop()
+    spread = lambda values, digits=0: (f"{statistics.mean(values):,.{digits}f}"  # noqa: E731
+                                       + (f" ± {statistics.stdev(values):,.{digits}f}" if len(values) > 1 else ""))
+    print(f"mean ± standard deviation over {args.repeat} run(s) of {args.seconds:g} s per case\n")
+    print("| server | case | concurrency | requests/s | images/s | p50 ms | p99 ms | errors |\n"
+          "|---|---|---|---|---|---|---|---|")
+    keys = dict.fromkeys((case["server"], case["case"], case["concurrency"]) for case in results["cases"])
+    for name, case, concurrency in keys:
+        runs = [one for one in results["cases"]
+                if (one["server"], one["case"], one["concurrency"]) == (name, case, concurrency)]
+        print(f"| {name} | {case} | {concurrency} | {spread([r['requests_per_s'] for r in runs])} | "
+              f"{spread([r['images_per_s'] for r in runs])} | {spread([r['p50_ms'] for r in runs], 1)} | "
+              f"{spread([r['p99_ms'] for r in runs], 1)} | {sum(r['errors'] for r in runs)} |")
     results["machine"]["load_average_after"] = os.getloadavg()
-    for key in ("onnx", "onnx_2_workers", "safetensors"):
-        print(f"\n{key}: ready in {results[key]['ready_s']:.2f} s, RSS {results[key]['rss_mib']:.0f} MiB, "
-              f"exit status {results[key]['exit_status']}")
+    print("\n| server | ready s | resident MiB | exit status on SIGTERM |\n|---|---|---|---|")
+    for name, starts in results["servers"].items():
+        print(f"| {name} | {spread([one['ready_s'] for one in starts], 2)} | "
+              f"{spread([one['rss_mib'] for one in starts])} | {sorted({one['exit_status'] for one in starts})} |")
     print(f"\nload average before/after: {results['machine']['load_average_before']} / "
           f"{results['machine']['load_average_after']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    partial = args.out.with_name(args.out.name + ".partial")
+    partial.write_text(json.dumps(results, indent=2) + "\n")
+    partial.replace(args.out)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import fmnist
 from fmnist.errors import FmnistError
 from fmnist.workflows.serve import AppSettings, Limits, ModelSet, ServeOptions, create_app
 from fmnist.workflows.serve.server import check
+from fmnist.workflows.serve.uploads import USAGE
 
 FMNIST = str(Path(sys.executable).parent / "fmnist")
 FORMATS = "not an image, or not one of the formats read (PNG, JPEG, BMP, GIF, TIFF, WebP)"
@@ -119,6 +120,8 @@ def test_json_base64_images_and_arrays(app_client, samples, fashion, serve_model
     records = answer.json()["records"]
     assert len(records) == 256 and [r["index"] for r in records] == [r.index for r in expected]
     assert records[0] == {**expected[0].as_dict(), "top_k": expected[0].as_dict()["top_k"][:1]}
+    packed = app_client.post("/predict?top_k=1", json={"pixels": base64.b64encode(arrays.tobytes()).decode()})
+    assert packed.status_code == 200 and packed.json()["records"] == records
 
 
 @pytest.mark.parametrize("request_kwargs, status, message", [
@@ -134,11 +137,33 @@ def test_json_base64_images_and_arrays(app_client, samples, fashion, serve_model
     ({"data": {"name": "no file"}}, 415, None),
     ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, None),
     ({"content": b"{nope", "headers": {"content-type": "application/json"}}, 422,
-     "malformed JSON body: Expecting property name enclosed in double quotes at line 1, column 2"),
+     "malformed JSON body: JSON is malformed: object keys must be strings (byte 1)"),
     ({"json": {"pictures": []}}, 422, None),
     ({"json": {"images": ["not base64!"]}}, 422, "images[0]: not valid base64"),
-    ({"json": {"arrays": [[[0] * 27] * 28]}}, 422, "arrays: each array must be 28x28 integers, got shape (28, 27)"),
-    ({"json": {"arrays": [[[300] * 28] * 28]}}, 422, "arrays: pixel values must be integers 0-255"),
+    ({"json": {"arrays": [[[0] * 27] * 28]}}, 422, "arrays: each array must be 28x28 integers, got shape (28, 27) at arrays[0]"),
+    ({"json": {"arrays": [[[300] * 28] * 28]}}, 422,
+     "arrays: pixel values must be integers 0-255 (Expected `int` <= 255 - at `$.arrays[0][0][0]`)"),
+    ({"json": {"arrays": [[[0] * 28] * 27 + [[0] * 27 + [1.5]]]}}, 422,
+     "arrays: pixel values must be integers 0-255 (Expected `int`, got `float` - at `$.arrays[0][27][27]`)"),
+    ({"json": {"arrays": [[[True] * 28] * 28]}}, 422,
+     "arrays: pixel values must be integers 0-255 (Expected `int`, got `bool` - at `$.arrays[0][0][0]`)"),
+    ({"json": {"arrays": [[[0] * 28] * 28, [[0] * 28] * 3]}}, 422,
+     "arrays: each array must be 28x28 integers, got shape (3, 28) at arrays[1]"),
+    ({"json": {"arrays": [[[0] * 28] * 27 + [[0] * 29]]}}, 422,
+     "arrays: each array must be 28x28 integers, got shape (28, 28/29) at arrays[0]"),
+    ({"json": {"arrays": [[0] * 28] * 28}}, 422,
+     "arrays: expected lists of 28 rows of 28 integers 0-255 each (Expected `array`, got `int` - at `$.arrays[0][0]`)"),
+    ({"json": {"arrays": []}}, 422, "malformed request: 'arrays' must not be empty"),
+    ({"json": {"pixels": ""}}, 422, "malformed request: 'pixels' must not be empty"),
+    ({"json": {"pixels": "not base64!"}}, 422, "pixels: not valid base64"),
+    ({"json": {"pixels": base64.b64encode(bytes(784 + 28)).decode()}}, 422,
+     "pixels: expected N x 28 x 28 = a multiple of 784 bytes, got 812"),
+    ({"json": {"pixels": [1, 2]}}, 422, f"malformed request: Expected `str | null`, got `array` - at `$.pixels`; {USAGE}"),
+    ({"json": {"arrays": [[[0]]], "images": ["aGVsbG8="]}}, 422, f"malformed request: {USAGE}"),
+    ({"json": {"images": [3]}}, 422, f"malformed request: Expected `str`, got `int` - at `$.images[0]`; {USAGE}"),
+    ({"json": [1, 2]}, 422, f"malformed request: Expected `object`, got `array`; {USAGE}"),
+    ({"content": b"[" * 200000, "headers": {"content-type": "application/json"}}, 422,
+     f"malformed request: Expected `object`, got `array`; {USAGE}"),
     ({"json": {"images": ["aGVsbG8="] * 65}}, 413, "too many images: at most 64 in one request"),
 ])
 def test_bad_requests_get_their_status_and_one_line_error(app_client, request_kwargs, status, message):
@@ -227,6 +252,41 @@ def test_the_token_rule(app_client, samples, tmp_path):
     refused = subprocess.run([FMNIST, "serve", "m.onnx", "--host", "10.1.2.3"], capture_output=True, text=True,
                              timeout=60)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--token-file" in refused.stderr
+
+
+def test_threads_per_model_call(serve_models, fashion):
+    """--threads N: each ONNX call on N threads, which sleep between calls (a server shares its cores with
+    the requests' own work); 0, the default, leaves onnxruntime's own choice; the answers do not change."""
+    safetensors, onnx = serve_models
+    with pytest.raises(FmnistError, match="--threads must be 0"):
+        check(ServeOptions([Path("m.onnx")], threads=-1))
+    assert ServeOptions([Path("m.onnx")]).threads == 0
+    models = ModelSet([onnx], threads=1)
+    models.load()
+    predictor = models.get(None).predictor
+    options = predictor.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    default = fmnist.inference.load_predictor(onnx)
+    assert default.session.get_session_options().intra_op_num_threads == 0  # onnxruntime's own choice
+    images = fashion.test.images[:300]
+    np.testing.assert_allclose(predictor.probabilities(images), default.probabilities(images), rtol=1e-5, atol=1e-6)
+    with pytest.raises(FmnistError, match="threads must be at least 1, got 0"):
+        fmnist.inference.load_predictor(onnx, threads=0)
+
+
+def test_only_tiny_inputs_skip_the_worker_thread(samples, fashion):
+    """`tiny` decides from a PNG's header alone: a 28x28 PNG is predicted on the event loop, a file that is
+    small but declares a huge image (a decompression bomb) or any other format goes to a thread."""
+    from fmnist.workflows.serve.uploads import Upload, tiny
+
+    assert tiny(Upload("p.png", samples["pullover"]))
+    assert not tiny(Upload("bomb.png", png_header_only(30000, 30000)))  # a few dozen bytes, 900 megapixels
+    assert tiny(Upload("edge.png", png_header_only(64, 64))) and not tiny(Upload("big.png", png_header_only(65, 64)))
+    jpeg = io.BytesIO()
+    Image.fromarray(fashion.test.images[1]).save(jpeg, format="JPEG")
+    assert not tiny(Upload("p.jpg", jpeg.getvalue())) and not tiny(Upload("short.png", samples["pullover"][:20]))
+    assert tiny(Upload(None, arrays=fashion.test.images[:64])) and not tiny(Upload(None, arrays=fashion.test.images[:65]))
 
 
 def test_cors_only_when_asked(app_client):

@@ -42,6 +42,9 @@ def serve(
                                                                "(0: off; see README for when it pays).")] = 0,
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help="With --batch-max: how long a batch "
                                                                          "waits for more calls.")] = 2.0,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads of one model call (0: the runtime's "
+                                                           "default, one per core). Requests handled at the same "
+                                                           "time run in parallel either way.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
 ) -> None:
     """Serve MODEL_FILE(s): POST /predict (multipart image files, or JSON base64 images or 28x28 arrays),
@@ -59,5 +62,5 @@ def serve(
     options = ServeOptions(model_files=model_files, host=host, port=port, workers=workers, max_upload_mb=max_upload_mb,
                            max_files=max_files, token_file=token_file, insecure=insecure, cors=list(cors or []),
                            log_level="warning" if quiet else "info", batch_max=batch_max,
-                           batch_wait_ms=batch_wait_ms)
+                           batch_wait_ms=batch_wait_ms, threads=threads)
     run_server(options, log=lambda line: typer.echo(line, err=True))

@@ -78,11 +78,14 @@ class TorchPredictor(Predictor):
 
     runtime = "torch"
 
-    def __init__(self, model_file, device: str = "auto", batch_size: int | None = None):
+    def __init__(self, model_file, device: str = "auto", batch_size: int | None = None, threads: int | None = None):
         import torch  # here, not at the top: the ONNX runtime must not import torch
 
         from fmnist.device import resolve_device
         from fmnist.inference.torch_model import inference_copy
+
+        if threads:  # process-wide in PyTorch
+            torch.set_num_threads(threads)
 
         self.model_file = model_file
         self.classes = list(model_file.classes)
@@ -114,7 +117,8 @@ class OnnxPredictor(Predictor):
 
     runtime = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str = "auto", batch_size: int | None = None):
+    def __init__(self, path: str | Path, device: str = "auto", batch_size: int | None = None,
+                 threads: int | None = None):
         path = checked_file(path)
         try:
             with silenced_stderr():  # its import warns on stderr when the home folder is not writable
@@ -128,6 +132,9 @@ class OnnxPredictor(Predictor):
         providers = _onnx_providers(onnxruntime, device)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        if threads:  # a server: each call on `threads` threads that sleep, not spin, between calls
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
@@ -188,20 +195,25 @@ def _onnx_providers(onnxruntime, device: str) -> list[str]:
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
 
 
-def load_predictor(model, device: str = "auto", batch_size: int | None = None) -> Predictor:
+def load_predictor(model, device: str = "auto", batch_size: int | None = None, threads: int | None = None) -> Predictor:
     """A Predictor for a model path (`.onnx` → onnxruntime, else a `.safetensors` model file), a
-    loaded `ModelFile`, or a Predictor (returned as it is)."""
+    loaded `ModelFile`, or a Predictor (returned as it is).
+
+    threads: how many CPU threads one model call uses (None: the runtime's default, every core). For
+    PyTorch this is the process's intra-op thread count (torch.set_num_threads), for every model in it."""
+    if threads is not None and threads < 1:
+        raise FmnistError(f"threads must be at least 1, got {threads}")
     if isinstance(model, Predictor):
         return model
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if path.suffix.lower() == ".onnx":
-            return OnnxPredictor(path, device=device, batch_size=batch_size)
+            return OnnxPredictor(path, device=device, batch_size=batch_size, threads=threads)
         from fmnist.modelfile import load_model  # imports torch: only for .safetensors files
 
-        return TorchPredictor(load_model(path), device=device, batch_size=batch_size)
+        return TorchPredictor(load_model(path), device=device, batch_size=batch_size, threads=threads)
     if type(model).__name__ == "ModelFile" and hasattr(model, "model") and hasattr(model, "classes"):
-        return TorchPredictor(model, device=device, batch_size=batch_size)
+        return TorchPredictor(model, device=device, batch_size=batch_size, threads=threads)
     raise FmnistError(f"model: expected a path (.safetensors or .onnx), a ModelFile (fmnist.load_model) or a "
                     f"Predictor, got {type(model).__name__}")
 

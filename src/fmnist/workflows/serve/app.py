@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from importlib import resources
 
+import msgspec
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -26,7 +27,8 @@ from fmnist import __version__
 from fmnist.workflows.serve.guards import BearerToken, BodyLimit, BodyTooLarge, CountRequests, Metrics
 from fmnist.workflows.serve.models import ModelSet
 from fmnist.workflows.serve.predicting import predict_uploads
-from fmnist.workflows.serve.uploads import Limits, RequestError, content_kind, read_json, read_multipart, too_large
+from fmnist.workflows.serve.uploads import (Limits, RequestError, content_kind, read_json, read_multipart, tiny,
+                                           too_large)
 
 log = logging.getLogger("fmnist.serve")
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"), "/page/app.js": ("app.js", "text/javascript"),
@@ -112,12 +114,15 @@ def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastA
             uploads = await read_multipart(request, settings.limits)
         else:
             uploads = read_json(await request.body(), settings.limits, model.predictor.image_spec.size)
-        outcome = await run_in_threadpool(predict_uploads, model, uploads, top_k, invert, show_input)
+        if not model.batched and all(map(tiny, uploads)):  # well under a millisecond: no thread hop
+            outcome = predict_uploads(model, uploads, top_k, invert, show_input)
+        else:  # decoding a photo takes milliseconds: off the event loop, so other requests go on meanwhile
+            outcome = await run_in_threadpool(predict_uploads, model, uploads, top_k, invert, show_input)
         if outcome.images:
             metrics.images.labels(model.name).inc(outcome.images)
             if not model.batched:  # one model call per request; a batched model counts its shared calls
                 metrics.batch_sizes.labels(model.name).observe(outcome.images)
-        return JSONResponse(outcome.body, status_code=outcome.status)
+        return RecordsResponse(outcome.body, status_code=outcome.status)
 
     top_k_query = Query(3, description="How many classes to list per image.")
     invert_query = Query("auto", description="auto (invert when the border is lighter than the object), always, never.")
@@ -128,7 +133,9 @@ def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastA
         "application/json": {"schema": {"type": "object", "properties": {
             "images": {"type": "array", "items": {"type": "string", "format": "byte"}},
             "arrays": {"type": "array", "items": {"type": "array", "items": {"type": "array",
-                                                                             "items": {"type": "integer"}}}}}}}},
+                                                                             "items": {"type": "integer"}}}},
+            "pixels": {"type": "string", "format": "byte",
+                       "description": "N images as raw uint8 bytes (N x 28 x 28, row-major), base64"}}}}},
         "required": True}}
 
     @app.post("/predict", summary="Predict images with the default (first) model", openapi_extra=body_doc)
@@ -152,6 +159,14 @@ def create_app(models: ModelSet, settings: AppSettings = AppSettings()) -> FastA
     app.add_middleware(CountRequests, metrics=metrics)
     app.state.models, app.state.metrics = models, metrics
     return app
+
+
+class RecordsResponse(JSONResponse):
+    """The answer of /predict, encoded by msgspec: several times faster than the json module for a batch's
+    records (lists, dicts, strings and floats: nothing else reaches it)."""
+
+    def render(self, content) -> bytes:
+        return msgspec.json.encode(content)
 
 
 def _static(data: bytes, kind: str):

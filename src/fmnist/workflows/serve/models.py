@@ -71,6 +71,7 @@ class ModelSet:
     seconds: float | None = None  # how long loading and warming up took
     batch_max: int = 0  # > 1: micro-batching of model calls up to this many images (batching.py); 0 or 1: off
     batch_wait_ms: float = 2.0  # how long a batch waits for more calls after its first
+    threads: int | None = None  # CPU threads per model call (None: the runtime's default, one per core)
     on_batch: Callable[[str, int], None] = lambda name, images: None  # each model call's (model, images)
     _done: threading.Event = field(default_factory=threading.Event)
     _loader: threading.Thread | None = None
@@ -96,7 +97,7 @@ class ModelSet:
         started = time.monotonic()
         try:
             for name, source in zip(self.names, self.sources):
-                predictor = load_predictor(source, device="cpu")
+                predictor = load_predictor(source, device="cpu", threads=self.threads)
                 size = predictor.image_spec.size
                 for count in WARM_UP_BATCHES:
                     predictor.probabilities(np.zeros((count, size, size), dtype=np.uint8))

@@ -43,6 +43,7 @@ class ServeOptions:
     log_level: str = "info"
     batch_max: int = 0  # micro-batching of model calls (batching.py): off unless above 1
     batch_wait_ms: float = 2.0
+    threads: int = 0  # CPU threads per model call; 0: the runtime's default (measured best here, README)
 
 
 def is_loopback(host: str) -> bool:
@@ -79,6 +80,8 @@ def check(options: ServeOptions) -> AppSettings:
     if options.batch_max < 0 or not 0 <= options.batch_wait_ms <= 1000:
         raise FmnistError(f"--batch-max must be 0 (off) or more and --batch-wait-ms 0-1000, got {options.batch_max} "
                           f"and {options.batch_wait_ms:g}")
+    if options.threads < 0:
+        raise FmnistError(f"--threads must be 0 (the runtime's default: every core) or more, got {options.threads}")
     token = read_token(options.token_file) if options.token_file is not None else None
     if not is_loopback(options.host) and token is None and not options.insecure:
         raise FmnistError(f"--host {options.host} is reachable from other machines: give --token-file (clients "
@@ -95,7 +98,7 @@ def serve(options: ServeOptions, log=print) -> None:
     # With --workers the parent only checks the files (each worker loads and batches its own copies): no
     # batcher thread of its own, which would keep the checked models alive after it lets go of them.
     models = ModelSet(list(options.model_files), batch_max=options.batch_max if options.workers == 1 else 0,
-                      batch_wait_ms=options.batch_wait_ms)
+                      batch_wait_ms=options.batch_wait_ms, threads=options.threads or None)
     models.load()  # checked here: a bad model file stops the command before it binds the port
     if models.error is not None:
         raise FmnistError(models.error)
@@ -127,7 +130,7 @@ def serve(options: ServeOptions, log=print) -> None:
         "models": [str(path) for path in options.model_files], "names": model_names(options.model_files),
         "max_body_bytes": settings.limits.max_body_bytes, "max_files": settings.limits.max_files,
         "token": settings.token, "cors": list(settings.cors_origins), "batch_max": options.batch_max,
-        "batch_wait_ms": options.batch_wait_ms})
+        "batch_wait_ms": options.batch_wait_ms, "threads": options.threads or None})
     try:
         uvicorn.run("fmnist.workflows.serve.server:app_from_environment", factory=True, workers=options.workers,
                     **common)
@@ -148,6 +151,6 @@ def app_from_environment():
     """The app in one of uvicorn's worker processes (the settings come from the parent's environment)."""
     settings = json.loads(os.environ[_ENVIRONMENT])
     models = ModelSet(settings["models"], names=settings["names"], batch_max=settings["batch_max"],
-                      batch_wait_ms=settings["batch_wait_ms"])
+                      batch_wait_ms=settings["batch_wait_ms"], threads=settings["threads"])
     limits = Limits(max_body_bytes=settings["max_body_bytes"], max_files=settings["max_files"])
     return create_app(models, AppSettings(limits=limits, token=settings["token"], cors_origins=tuple(settings["cors"])))
