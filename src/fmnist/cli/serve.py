@@ -39,7 +39,8 @@ def serve(
                                                       "(repeatable). [default: no CORS]", show_default=False)] = None,
     batch_max: Annotated[int, typer.Option("--batch-max", help="Micro-batching: model calls of requests handled "
                                                                "together run as one, up to this many images "
-                                                               "(0: off; see README for when it pays).")] = 0,
+                                                               "(0: off; measured slower with write-up 000's "
+                                                               "model, README).")] = 0,
     batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", help="With --batch-max: how long a batch "
                                                                          "waits for more calls.")] = 2.0,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads of one model call (0: the runtime's "
@@ -47,8 +48,8 @@ def serve(
                                                            "time run in parallel either way.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only.")] = False,
 ) -> None:
-    """Serve MODEL_FILE(s): POST /predict (multipart image files, or JSON base64 images or 28x28 arrays),
-    GET /models, /healthz, /readyz, /metrics, the page at / and the API docs at /docs.
+    """Serve MODEL_FILE(s): POST /predict (multipart image files, or JSON base64 images, 28x28 arrays or
+    packed pixels), GET /models, /healthz, /readyz, /metrics, the page at / and the API docs at /docs.
 
     Stops gracefully on Ctrl-C or SIGTERM.
     """

@@ -43,7 +43,7 @@ class ServeOptions:
     log_level: str = "info"
     batch_max: int = 0  # micro-batching of model calls (batching.py): off unless above 1
     batch_wait_ms: float = 2.0
-    threads: int = 0  # CPU threads per model call; 0: the runtime's default (measured best here, README)
+    threads: int = 0  # CPU threads per model call; 0: the runtime's default (--threads 1 measured no faster)
 
 
 def is_loopback(host: str) -> bool:
@@ -81,7 +81,7 @@ def check(options: ServeOptions) -> AppSettings:
         raise FmnistError(f"--batch-max must be 0 (off) or more and --batch-wait-ms 0-1000, got {options.batch_max} "
                           f"and {options.batch_wait_ms:g}")
     if options.threads < 0:
-        raise FmnistError(f"--threads must be 0 (the runtime's default: every core) or more, got {options.threads}")
+        raise FmnistError(f"--threads must be 0 (the runtime's default: one per core) or more, got {options.threads}")
     token = read_token(options.token_file) if options.token_file is not None else None
     if not is_loopback(options.host) and token is None and not options.insecure:
         raise FmnistError(f"--host {options.host} is reachable from other machines: give --token-file (clients "
