@@ -75,21 +75,24 @@ def rss_mib(pid: int) -> float:
 
 
 class Server:
-    """A server process started for real, waited on until `ready_path` answers 200 (within 120 s)."""
+    """A server process started for real, waited on until /readyz answers 200 (within 120 s)."""
 
-    def __init__(self, command: list[str], port: int, ready_path: str = "/readyz", env: dict | None = None):
+    def __init__(self, command: list[str], port: int, env: dict | None = None):
         self.port = port
         started = time.perf_counter()
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # stderr to a file, not a pipe: nobody reads it while the server runs, and a full pipe would block it
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log,
                                         env={**os.environ, **(env or {})}, start_new_session=True)
         while True:
             if self.process.poll() is not None:
-                raise SystemExit(f"{command[0]} failed: {self.process.stderr.read().decode()[-2000:]}")
+                self.log.seek(0)
+                raise SystemExit(f"{command[0]} failed: {self.log.read().decode(errors='replace')[-2000:]}")
             if time.perf_counter() - started > 120:
                 self.stop()
                 raise SystemExit(f"{' '.join(command)}: not ready after 120 s")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{ready_path}", timeout=1) as answer:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as answer:
                     if answer.status == 200:
                         break
             except OSError:
@@ -121,6 +124,7 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            self.log.close()
 
 
 def multipart(name: str, data: bytes, kind: str) -> tuple[bytes, str]:
