@@ -134,7 +134,6 @@ def main() -> None:
     parser.add_argument("--postgres", help="a PostgreSQL URL for the workers part (default: start a throw-away server)")
     parser.add_argument("--parts", default="search,full,workers",
                         help="which parts to run, comma-separated (default: all three)")
-    parser.add_argument("--skip-workers", action="store_true", help="the same as leaving workers out of --parts")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "tune.json",
                         help="the results file; a run continues it (a search already in it is not run again), "
                              "and it is rewritten after every search and every full run")
@@ -143,8 +142,6 @@ def main() -> None:
     args = parser.parse_args()
     args.workers_trials = args.workers_trials or args.trials
     parts = {part.strip() for part in args.parts.split(",") if part.strip()}
-    if args.skip_workers:
-        parts.discard("workers")
     if not parts <= {"search", "full", "workers"}:
         parser.error(f"--parts: unknown part(s) {sorted(parts - {'search', 'full', 'workers'})}")
 
@@ -155,11 +152,10 @@ def main() -> None:
     results["commands"].append({"command": " ".join(sys.argv), "machine": machine(), "beside": args.beside,
                                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
 
-    def record(kind: str, run: dict) -> dict:
+    def record(kind: str, run: dict) -> None:
         run.update(machine=machine(), beside=args.beside)
         print(f"# {kind}: {run}", file=sys.stderr)
         save_results(args.results, results)
-        return run
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
