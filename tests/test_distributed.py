@@ -185,16 +185,19 @@ def test_torchrun_restarts_a_dead_worker_and_the_run_goes_on_from_its_last_epoch
 # --------------------------------------------------------------------------- cross-validation
 
 def test_two_processes_cross_validate_fold_for_fold_as_one(tmp_path, small_idx_dir, fashion):
+    # --final: 300 images, the last batch of 1 leaves rank 1 none. --parallel-folds 2: rank 0 trains its
+    # folds 1 and 3 stacked, rank 1 its fold 2 alone; one process trains all three one after another.
     options = ["--model", "baseline", "--folds", "3", "--epochs", "1", "--threads", "1", "--data", small_idx_dir,
-               "--final", "--batch-size", "299"]  # --final: 300 images, the last batch of 1 leaves rank 1 none
+               "--final", "--batch-size", "299", "--parallel-folds", "2"]
     one = tmp_path / "one"
     config = TrainConfig(model="baseline", epochs=1, threads=1, batch_size=299, data=str(small_idx_dir))
-    expected = cross_validate([config], one, folds=3, final=True)
+    expected = cross_validate([config], one, folds=3, final=True, parallel_folds=1)
     result = torchrun("cv", *options, "--out", tmp_path / "two")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "two" / "cv.json").read_text())
     (model,) = summary["models"]
     assert model["scores"] == expected["models"][0]["scores"]
+    assert model["parallel_folds"] == 2  # rank 0's stack
     assert summary["folds_sha256"] == expected["folds_sha256"]
     assert [len(history) for history in model["histories"]] == [1, 1, 1]
     assert model["final"]["test_accuracy"] == pytest.approx(expected["models"][0]["final"]["test_accuracy"], abs=0.011)

@@ -177,6 +177,9 @@ def cv(
     stratified: Annotated[bool, typer.Option("--stratified", help="StratifiedKFold instead of KFold.")] = False,
     final: Annotated[bool, typer.Option("--final", help="Then train on the whole training set and evaluate on the "
                                                         "test set.")] = False,
+    parallel_folds: Annotated[str, typer.Option(
+        "--parallel-folds", help="auto | K | 1: how many folds train at once as one stacked model (auto: on a GPU as "
+                                 "many as fit, on a CPU all if timed faster, else 1).")] = "auto",
     options: dict = None,
     out: option(Path, "--out", "Output folder.", default="runs/cv-TIMESTAMP") = None,
     data: DataOption = None,
@@ -187,6 +190,8 @@ def cv(
     Under torchrun the processes share the folds and rank 0 writes the output folder."""
     if folds < 2:
         raise FmnistError(f"--folds must be at least 2, got {folds}")
+    if parallel_folds != "auto" and not (parallel_folds.isdigit() and int(parallel_folds) >= 1):
+        raise FmnistError(f"--parallel-folds must be auto or a whole number of at least 1, got {parallel_folds!r}")
     models, specs = options.pop("model") or [], options.pop("spec") or []
     configs = [_settings(options, data, model=name) for name in models]
     configs += [_settings(options, data, spec=path) for path in specs]
@@ -207,7 +212,8 @@ def cv(
     try:
         summary = cross_validate(configs, out, folds=folds, stratified=stratified, final=final,
                                  dataset=load(data, quiet or not main), make_progress=progress,
-                                 report=lambda line: console.print(line), world=world)
+                                 report=lambda line: console.print(line), world=world,
+                                 parallel_folds=parallel_folds if parallel_folds == "auto" else int(parallel_folds))
     finally:
         distributed.leave()
     if not main:

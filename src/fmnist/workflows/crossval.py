@@ -4,8 +4,11 @@ Every model meets the same folds: scikit-learn's KFold(n_splits, shuffle=True, r
 over the training set (StratifiedKFold when asked). Each fold trains a fresh model and validates on
 its held-out part; the fold's score is the final epoch's validation accuracy, as in 000.
 
+The folds of a model can train together as one stacked model (engine/stacked.py, `parallel_folds`); by
+default only where that is faster: on a GPU, or on a CPU where a few timed steps say so.
+
 Under torchrun (`world`) the folds are dealt to the processes, round robin over every model's folds;
-each trains its folds alone, and rank 0 gathers their results and writes every file — cv.json, the
+each trains its folds (stacked when it pays), and rank 0 gathers their results and writes every file — cv.json, the
 fold folders, figures, report — as one process writes them. `--final` then trains data-parallel over
 all the processes.
 """
@@ -28,6 +31,7 @@ from fmnist.engine import distributed
 from fmnist.engine.config import ConfigError, TrainConfig, dump_config
 from fmnist.engine.distributed import World
 from fmnist.engine.progress import NullProgress, Progress
+from fmnist.engine.stacked import CannotStack, auto_stack_size, fit_stacked
 from fmnist.engine.trainer import fit
 from fmnist.errors import FmnistError
 from fmnist.runfolder import RunFolder
@@ -70,6 +74,7 @@ def cross_validate(
     make_progress: Callable[[str], Progress] = lambda prefix: NullProgress(),
     report: Callable[[str], None] = lambda line: None,
     world: World | None = None,
+    parallel_folds: int | str = "auto",
 ) -> dict:
     """Cross-validate each config on the same folds; write cv.json, per-fold run folders, the
     figures and report.html. Returns what cv.json holds.
@@ -78,9 +83,15 @@ def cross_validate(
     prints even with --quiet. With `final`, each model is then trained on the whole training set
     and evaluated on the test set (a full run folder under `final/`). `world`: torchrun's processes
     share the folds (every rank calls this; rank 0 writes, reports, and every rank returns the summary).
+    `parallel_folds`: how many folds train at once, stacked as one model (engine/stacked.py): "auto"
+    (on a GPU as many as fit its memory; on a CPU all of them if that is timed faster, else 1), a
+    number, or 1 (one after another).
     """
     if folds < 2:
         raise FmnistError(f"--folds must be at least 2, got {folds}")
+    if parallel_folds != "auto" and (isinstance(parallel_folds, bool) or not isinstance(parallel_folds, int)
+                                     or parallel_folds < 1):
+        raise FmnistError(f"--parallel-folds must be auto or a whole number of at least 1, got {parallel_folds!r}")
     if not configs:
         raise FmnistError("cross-validation needs at least one model")
     world = world if world is not None and world.size > 1 else None
@@ -91,13 +102,13 @@ def cross_validate(
 
         distributed.on_main(world, lock)
         summary = _cross_validate(configs, Path(out), folds, stratified, final, dataset, make_progress, report,
-                                  world)
+                                  world, parallel_folds)
     return distributed.broadcast(world, summary)
 
 
 def _cross_validate(configs: list[TrainConfig], out: Path, folds: int, stratified: bool, final: bool,
                     dataset: Dataset | None, make_progress: Callable[[str], Progress],
-                    report: Callable[[str], None], world: World | None) -> dict | None:
+                    report: Callable[[str], None], world: World | None, parallel_folds: int | str) -> dict | None:
     main = world is None or world.main
     dataset = dataset if dataset is not None else load_dataset(configs[0].data)
     first = configs[0]
@@ -125,28 +136,30 @@ def _cross_validate(configs: list[TrainConfig], out: Path, folds: int, stratifie
                      "config": config.to_dict(), "scores": [], "fold_seconds": [], "histories": []}
             if several:
                 report(f"{label}:")
-            mine = []
-            for fold, (train_idx, val_idx) in enumerate(fold_indices, start=1):
+            ours = []  # the folds this process trains: all of them, or under torchrun those dealt to its rank
+            for fold in range(1, folds + 1):
                 dealt += 1
-                if world is not None and (dealt - 1) % world.size != world.rank:
-                    continue
-                # A fresh model per fold, initialised from its own seed (seed + fold - 1), so the spread
-                # covers initialisation as well as data; no checkpoints: folds are estimates, not products.
-                fold_config = dataclasses.replace(config, checkpoint="none", seed=config.seed + fold - 1)
-                progress = make_progress(f"{label} fold {fold}/{folds}  ")
-                where = folder / f"fold-{fold}" if main else Path(scratch) / f"{index}-fold-{fold}"
-                try:
-                    result = fit(fold_config, where, dataset, progress=progress, split=(train_idx, val_idx))
-                except FmnistError as exc:
+                if world is None or (dealt - 1) % world.size == world.rank:
+                    ours.append(fold)
+            # A fresh model per fold, initialised from its own seed (seed + fold - 1), so the spread
+            # covers initialisation as well as data; no checkpoints: folds are estimates, not products.
+            runs = [_FoldRun(fold, dataclasses.replace(config, checkpoint="none", seed=config.seed + fold - 1),
+                             folder / f"fold-{fold}" if main else Path(scratch) / f"{index}-fold-{fold}",
+                             fold_indices[fold - 1]) for fold in ours]
+            stack, why = _stack_size(runs, parallel_folds, dataset)
+            if main:
+                entry["parallel_folds"], entry["stacking"] = stack, why
+            mine = []
+            try:
+                for run, result in _fold_results(runs, stack, dataset, folds, label, make_progress):
+                    mine.append({"fold": run.fold, "history": result.history, "config": dump_config(run.config)})
                     if world is None:
-                        raise
-                    mine.append({"fold": fold, "error": str(exc)})  # rank 0 raises it on every rank
-                    break
-                finally:
-                    progress.close()
-                mine.append({"fold": fold, "history": result.history, "config": dump_config(fold_config)})
+                        _add_fold(entry, mine[-1], report)
+            except FmnistError as exc:
                 if world is None:
-                    _add_fold(entry, mine[-1], report)
+                    raise
+                done = {outcome["fold"] for outcome in mine}  # rank 0 raises it on every rank
+                mine.append({"fold": next(run.fold for run in runs if run.fold not in done), "error": str(exc)})
             if world is not None:
                 outcomes = distributed.gather(world, mine)
                 distributed.on_main(world, lambda: _take_folds(entry, outcomes, folder, report))
@@ -164,6 +177,56 @@ def _cross_validate(configs: list[TrainConfig], out: Path, folds: int, stratifie
     if main:
         redraw(out, dataset, title=f"fmnist cv: {', '.join(entry['label'] for entry in summary['models'])}")
     return summary if main else None
+
+
+@dataclasses.dataclass
+class _FoldRun:
+    fold: int  # 1-based
+    config: TrainConfig
+    out: Path
+    split: tuple[np.ndarray, np.ndarray]  # (train indices, validation indices)
+
+
+def _stack_size(runs: list[_FoldRun], parallel_folds: int | str, dataset: Dataset) -> tuple[int, str]:
+    """How many of `runs` train at once, stacked, and why (in words, for cv.json)."""
+    if len(runs) < 2:
+        return 1, "one fold"
+    if parallel_folds == "auto":
+        return auto_stack_size([run.config for run in runs], dataset, [run.split for run in runs])
+    return min(parallel_folds, len(runs)), f"--parallel-folds {parallel_folds}"
+
+
+def _fold_results(runs: list[_FoldRun], stack: int, dataset: Dataset, folds: int, label: str,
+                  make_progress: Callable[[str], Progress]):
+    """(run, FitResult) for each run, in order: `stack` runs trained together (stacked), or one by one when
+    stack is 1 or the model cannot be stacked (said once, in one line)."""
+    at = 0
+    while at < len(runs):
+        chunk = runs[at : at + stack]
+        if len(chunk) > 1:
+            live = make_progress(f"{label} folds {','.join(str(run.fold) for run in chunk)}/{folds}  ")
+            progresses = [make_progress(f"{label} fold {run.fold}/{folds}  ") for run in chunk]
+            try:
+                results = fit_stacked([run.config for run in chunk], [run.out for run in chunk], dataset,
+                                      [run.split for run in chunk], progresses, live)
+            except CannotStack as exc:
+                live.note(f"note: {label}: {exc}; training the folds one after another")
+                stack = 1
+                continue
+            finally:
+                live.close()
+                for progress in progresses:
+                    progress.close()
+            yield from zip(chunk, results)
+            at += len(chunk)
+            continue
+        run = runs[at]
+        progress = make_progress(f"{label} fold {run.fold}/{folds}  ")
+        try:
+            yield run, fit(run.config, run.out, dataset, progress=progress, split=run.split)
+        finally:
+            progress.close()
+        at += 1
 
 
 def _quiet(prefix: str) -> Progress:
