@@ -98,8 +98,12 @@ def available_cores() -> int:
 def automatic_threads() -> int:
     """`--threads 0`: OMP_NUM_THREADS when it is set (its first number, at most the cores: the usual
     way to give a process its share of a machine; `make test` gives each test worker 1), else every
-    core this process may use."""
+    core this process may use. Under torchrun, which sets OMP_NUM_THREADS=1 for every process it starts,
+    each process's share of the machine's cores (LOCAL_WORLD_SIZE processes share them)."""
     cores = available_cores()
+    local = os.environ.get("LOCAL_WORLD_SIZE", "")
+    if "TORCHELASTIC_RUN_ID" in os.environ and local.isdigit() and int(local) >= 1:
+        return max(1, cores // int(local))
     first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if first.isdigit() and int(first) >= 1:
         return min(int(first), cores)

@@ -96,29 +96,55 @@ def train(
     data: DataOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Train a model; evaluate it on the test set; write the run folder with its report.html."""
+    """Train a model; evaluate it on the test set; write the run folder with its report.html.
+
+    Under torchrun (`torchrun --nproc-per-node N -m fmnist train …`) the processes train together,
+    data-parallel, and rank 0 writes the run folder; --batch-size is the global batch."""
+    settings = None
     if resume is not None:
         given = sorted(key for key, value in {**options, "data": data}.items()
                        if value is not None and key not in ("device", "threads", "config", "spec"))
         if given or options["spec"] or options["config"] or out:
             dropped = ", ".join("--" + key.replace("_", "-") for key in given) or "the other options"
             raise FmnistError(f"--resume continues the run as configured in {resume}/config.yaml; drop {dropped}")
-        settings = load_run_config(resume)
-        if options["device"]:
-            settings.device = options["device"]
-        if options["threads"] is not None:  # like --device, a setting of this machine, not of the run
-            settings.threads = options["threads"]
-            settings.validate()
-        out = resume
     else:
-        settings = _settings(options, data)
-        if out is None:
-            out = Path("runs") / f"{settings.model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from fmnist.workflows.train_run import train as train_run  # torch: imported when a command needs it
+        settings = _settings(options, data)  # a refused option costs no torch import
+    from fmnist.engine import distributed  # torch: imported when a command needs it
 
-    progress = make_progress(quiet)
+    world = distributed.start()  # torchrun's processes, or None
     try:
-        result = train_run(settings, out, progress=progress, resume=resume is not None)
+        _train(world, settings, options, resume, out, quiet)
+    finally:
+        distributed.leave()
+
+
+def _train(world, settings, options: dict, resume: Optional[Path], out: Optional[Path], quiet: bool) -> None:
+    from fmnist.engine import distributed
+    from fmnist.workflows.train_run import train as train_run
+
+    if resume is not None:
+
+        def read_config():
+            settings = load_run_config(resume)
+            if options["device"]:
+                settings.device = options["device"]
+            if options["threads"] is not None:  # like --device, a setting of this machine, not of the run
+                settings.threads = options["threads"]
+                settings.validate()
+            return settings
+
+        settings = distributed.on_main(world, read_config)  # rank 0's folder: other machines need no copy
+        out = resume
+    elif out is None:  # under torchrun: one folder for every rank and every restart
+        stamp = f"torchrun-{world.run_id}" if world is not None and world.run_id else time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{settings.model_name}-{stamp}"
+    resuming = resume is not None
+    if world is not None and world.restart > 0 and not resuming:  # torchrun restarted us (--max-restarts)
+        resuming = distributed.on_main(world, RunFolder(out).config.is_file)  # continue what the run saved
+    main = world is None or world.main
+    progress = make_progress(quiet or not main)
+    try:
+        result = train_run(settings, out, progress=progress, resume=resuming, world=world)
     except KeyboardInterrupt:
         progress.close()
         # --resume continues from the last checkpoint, or begins again when there is none; it needs
@@ -128,6 +154,8 @@ def train(
         raise typer.Exit(130) from None
     finally:
         progress.close()  # also on errors: never leave a live bar over the error line
+    if result is None:  # a rank other than 0: rank 0 prints the results
+        return
     metrics = result.metrics
     console.print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
                   f"(best val_accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
@@ -149,24 +177,47 @@ def cv(
     stratified: Annotated[bool, typer.Option("--stratified", help="StratifiedKFold instead of KFold.")] = False,
     final: Annotated[bool, typer.Option("--final", help="Then train on the whole training set and evaluate on the "
                                                         "test set.")] = False,
+    parallel_folds: Annotated[str, typer.Option(
+        "--parallel-folds", help="auto | K | 1: how many folds train at once as one stacked model (auto: on a GPU as "
+                                 "many as fit, on a CPU all if timed faster, else 1).")] = "auto",
     options: dict = None,
     out: option(Path, "--out", "Output folder.", default="runs/cv-TIMESTAMP") = None,
     data: DataOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """k-fold cross-validation (write-up 000): fold scores, mean ± std, learning curves, box plot."""
-    from fmnist.workflows.crossval import cross_validate  # torch: imported when a command needs it
+    """k-fold cross-validation (write-up 000): fold scores, mean ± std, learning curves, box plot.
 
+    Under torchrun the processes share the folds and rank 0 writes the output folder."""
     if folds < 2:
         raise FmnistError(f"--folds must be at least 2, got {folds}")
+    if parallel_folds != "auto" and not (parallel_folds.isdigit() and int(parallel_folds) >= 1):
+        raise FmnistError(f"--parallel-folds must be auto or a whole number of at least 1, got {parallel_folds!r}")
     models, specs = options.pop("model") or [], options.pop("spec") or []
     configs = [_settings(options, data, model=name) for name in models]
     configs += [_settings(options, data, spec=path) for path in specs]
     configs = configs or [_settings(options, data)]
-    out = out or Path("runs") / f"cv-{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = cross_validate(configs, out, folds=folds, stratified=stratified, final=final, dataset=load(data, quiet),
-                             make_progress=lambda prefix: make_progress(quiet, prefix),
-                             report=lambda line: console.print(line))
+    from fmnist.engine import distributed  # torch: imported when a command needs it
+    from fmnist.engine.progress import PlainProgress
+    from fmnist.workflows.crossval import cross_validate
+
+    world = distributed.start()  # torchrun's processes, or None
+    main = world is None or world.main
+    if out is None:  # under torchrun: the same folder on every rank
+        stamp = f"torchrun-{world.run_id}" if world is not None and world.run_id else time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"cv-{stamp}"
+
+    def progress(prefix: str):  # ranks other than 0 write plain lines, each line saying whose it is
+        return make_progress(quiet, prefix) if main or quiet else PlainProgress(prefix=f"rank {world.rank}: {prefix}")
+
+    try:
+        summary = cross_validate(configs, out, folds=folds, stratified=stratified, final=final,
+                                 dataset=load(data, quiet or not main), make_progress=progress,
+                                 report=lambda line: console.print(line), world=world,
+                                 parallel_folds=parallel_folds if parallel_folds == "auto" else int(parallel_folds))
+    finally:
+        distributed.leave()
+    if not main:
+        return
     if len(summary["models"]) > 1:
         table = Table(title=f"{folds}-fold cross-validation")
         for column in ("model", "mean %", "std %", "n", "seconds"):

@@ -19,7 +19,9 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 100
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)])
+        # max(…, 1): no images still give a (0, C) tensor
+        return torch.cat([model(images[i : i + batch_size]).float()
+                          for i in range(0, max(len(images), 1), batch_size)])
     finally:
         model.train(was_training)
 

@@ -4,12 +4,20 @@ Data stay uint8 tensors on the training device; each batch is gathered by index 
 scales it itself. Metrics accumulate on the device, so the host waits only when progress is drawn.
 
     fit ─ setup ─ for each epoch: train_one_epoch → validate → history.csv → Best → Checkpointer
+
+Under torchrun (`world`: engine/distributed.py) the same loop is data-parallel: every process draws the
+same order and augmentation, takes its contiguous share of each global batch, and
+DistributedDataParallel averages the gradients, each rank's loss scaled so that the average is the
+global batch's mean (an uneven last batch included): the steps are the 1-process run's. What differs:
+batch norm normalises over each process's share, and dropout draws from each rank's own stream. Rank 0
+alone writes the run folder; the others compute.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +30,12 @@ from torch.nn import functional as F
 from fmnist import models
 from fmnist.data.dataset import FASHION_CLASSES, Dataset, load_dataset
 from fmnist.device import resolve_device, resolve_precision, use_threads
+from fmnist.engine import distributed
 from fmnist.engine import resume as resume_state
 from fmnist.engine.augment import Augment
 from fmnist.engine.batch_norm import RunningStatsWarmUp
 from fmnist.engine.config import TrainConfig, dump_config, parse_val
+from fmnist.engine.distributed import World
 from fmnist.engine.evaluate import loss_and_accuracy, predict_logits
 from fmnist.engine.progress import NullProgress, Progress
 from fmnist.engine.schedule import Schedule, make_optimizer
@@ -52,6 +62,13 @@ class Training:
     data: TrainingData
     val_logits: torch.Tensor | None = None  # (V, C) of the latest validation
     running_stats: RunningStatsWarmUp | None = None  # batch-norm momentum by step (engine/batch_norm.py)
+    world: World | None = None  # data-parallel over torchrun's processes (size > 1), else None
+    trainer: nn.Module | None = None  # what the training steps call: DistributedDataParallel(model) or model
+    own_stream: torch.Tensor | None = None  # under a world: this rank's dropout stream (its generator state)
+
+    def __post_init__(self):
+        if self.trainer is None:
+            self.trainer = self.model
 
 
 @dataclass
@@ -106,29 +123,37 @@ class FitResult:
 
 def fit(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, progress: Progress | None = None,
         callbacks: Sequence[Callable[[dict], None]] = (), resume: bool = False,
-        split: tuple[np.ndarray, np.ndarray] | None = None) -> FitResult:
+        split: tuple[np.ndarray, np.ndarray] | None = None, world: World | None = None) -> FitResult:
     """Train `config` into the run folder `out`; with `resume`, continue the run saved there.
 
     `split` = (train indices, validation indices) into the training set overrides `config.val`
-    (cross-validation passes its folds this way).
+    (cross-validation passes its folds this way). `world`: train data-parallel over torchrun's
+    processes (every rank calls fit; rank 0 alone reads and writes `out`).
     """
+    world = world if world is not None and world.size > 1 else None
+    main = world is None or world.main
     run, progress = RunFolder(out), progress or NullProgress()
-    if resume and not run.config.is_file():
-        raise FmnistError(f"{out}: nothing to resume (no config.yaml: not a run folder)")
-    restart = resume and not run.resume_state.is_file()  # nothing saved to continue from: begin again
-    if not resume:
-        run.refuse_reuse()  # before the data are loaded: a mistake costs no time
+
+    def check() -> None:  # before the data are loaded: a mistake costs no time
+        if resume and not run.config.is_file():
+            raise FmnistError(f"{out}: nothing to resume (no config.yaml: not a run folder)")
+        if not resume:
+            run.refuse_reuse()
+
+    distributed.on_main(world, check)
+    restart = distributed.on_main(world, lambda: resume and not run.resume_state.is_file())  # nothing to continue
     dataset = dataset if dataset is not None else load_dataset(config.data)
-    training = setup(config, dataset, split)
+    training = setup(config, dataset, split, world)
     checkpointer = Checkpointer(run, training, dataset.classes)
     history, best, first_epoch = checkpointer.restore() if resume and not restart else ([], Best(), 1)
     if restart:
-        run.discard_progress()
+        if main:
+            run.discard_progress()
         progress.note(f"{out}: no checkpoint to continue from (--checkpoint none, or stopped before its first one); "
                       "starting the run again from epoch 1")
     elif resume:
         progress.note(f"resuming {out} after epoch {first_epoch - 1}")
-    else:
+    elif main:
         run.start(dump_config(config))
     _announce(progress, training, dataset, split)
     stopped_early = patience_ran_out = False
@@ -137,7 +162,8 @@ def fit(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, pr
         row = {"epoch": epoch, "loss": trained["loss"], "accuracy": trained["accuracy"], **validate(training),
                "lr": trained["lr"], "seconds": trained["seconds"]}
         history.append(row)
-        run.write_history(history)
+        if main:
+            run.write_history(history)
         progress.end_epoch(row)
         checkpointer.save(epoch, history, best, improved=best.update(row, training.model))
         for callback in callbacks:
@@ -158,10 +184,15 @@ def fit(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, pr
                      test_logits=training.val_logits if training.data.val_is_test and not patience_ran_out else None)
 
 
-def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.ndarray] | None = None) -> Training:
+def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.ndarray] | None = None,
+          world: World | None = None) -> Training:
     """A fresh, seeded model with its optimizer, and the data on the device. The order of the steps
-    is part of the result: torch.manual_seed comes first, then the model draws its weights."""
+    is part of the result: torch.manual_seed comes first, then the model draws its weights.
+    With a `world`, every rank builds the same model and the training steps go through
+    DistributedDataParallel."""
     device = resolve_device(config.device)
+    if world is not None:
+        device = distributed.device_of(world, device)  # one GPU per process
     use_threads(config.threads)
     torch.manual_seed(config.seed)  # one place: weights, dropout and augmentation (the shuffle has its own)
     architecture = models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes,
@@ -175,8 +206,11 @@ def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.nda
     optimizer = make_optimizer(config, model.parameters())
     shuffle = torch.Generator().manual_seed(config.seed)
     schedule = Schedule(config, steps_per_epoch=math.ceil(len(data.train_x) / config.batch_size))
+    trainer = None
+    if world is not None:
+        trainer = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return Training(config, model, architecture, optimizer, schedule, augment, shuffle, amp_dtype, device, data,
-                    running_stats=RunningStatsWarmUp(model))
+                    running_stats=RunningStatsWarmUp(model), world=world, trainer=trainer)
 
 
 def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
@@ -187,6 +221,9 @@ def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
     steps = training.schedule.steps_per_epoch
     progress.start_epoch(epoch, config.epochs, steps)
     order = torch.randperm(len(data.train_x), generator=training.shuffle).to(training.device)
+    world = training.world
+    if world is not None:
+        training.own_stream = _seeded_state(training.device, config.seed, world.rank, epoch)
     loss_sum = torch.zeros((), device=training.device)
     correct = torch.zeros((), device=training.device, dtype=torch.int64)
     seen, refresh = 0, max(1, steps // 50)
@@ -196,20 +233,31 @@ def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
             group["lr"] = lr
         batch = order[step * config.batch_size : (step + 1) * config.batch_size]
         xb, yb = training.augment(data.train_x[batch]), data.train_y[batch]
+        if world is not None:  # every rank augmented the whole batch, as one process does: take this rank's share
+            share = distributed.shard(len(batch), world.rank, world.size)
+            xb, yb = xb[share], yb[share]
         if training.running_stats is not None:
             training.running_stats.before_step((epoch - 1) * steps + step)
-        with torch.autocast(training.device.type, dtype=training.amp_dtype or torch.float32,
-                            enabled=training.amp_dtype is not None):
-            logits = model(xb)
-        loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
+        with _own_stream(training), torch.autocast(training.device.type, dtype=training.amp_dtype or torch.float32,
+                                                   enabled=training.amp_dtype is not None):
+            logits = training.trainer(xb)
+        if world is None:
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
+            summed = loss.detach() * len(yb)
+        else:  # DDP averages the ranks' gradients: scaled so, the average is the global batch's mean
+            summed = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing, reduction="sum")
+            loss = summed * (world.size / len(batch))
+            summed = summed.detach()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach() * len(yb)
+        loss_sum += summed
         correct += (logits.detach().argmax(dim=1) == yb).sum()
         seen += len(yb)
         if progress.live and ((step + 1) % refresh == 0 or step + 1 == steps):
             progress.update(step + 1, float(loss_sum) / seen, float(correct) / seen)
+    if world is not None:  # the epoch's figures over every rank's share
+        loss_sum, correct, seen = distributed.sum_all([float(loss_sum), float(correct), seen], training.device)
     if not math.isfinite(float(loss_sum)):  # float() waits for the device: the epoch's work is done
         kept = f"; the run folder keeps epoch {epoch - 1}" if epoch > 1 and config.checkpoint != "none" else ""
         raise FmnistError(f"training diverged in epoch {epoch} (the loss is not finite){kept}; "
@@ -220,10 +268,48 @@ def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
 
 def validate(training: Training) -> dict:
     """{val_loss, val_accuracy} on the validation images (plain cross-entropy, no label smoothing)."""
-    data = training.data
-    training.val_logits = predict_logits(training.model, data.val_x, training.config.eval_batch_size)
+    data, world = training.data, training.world
+    if world is None:
+        training.val_logits = predict_logits(training.model, data.val_x, training.config.eval_batch_size)
+    else:  # each rank predicts its share of the images with rank 0's model; every rank gets all logits
+        distributed.broadcast_buffers(training.model)
+        share = data.val_x[distributed.shard(len(data.val_x), world.rank, world.size)]
+        part = predict_logits(training.model, share, training.config.eval_batch_size)
+        training.val_logits = distributed.all_rows(part, len(data.val_x), world)
     result = loss_and_accuracy(training.val_logits, data.val_y)
     return {"val_loss": result["loss"], "val_accuracy": result["accuracy"]}
+
+
+def _generator(device: torch.device) -> torch.Generator:
+    """The default generator of `device`: what augmentation and dropout draw from there."""
+    return torch.cuda.default_generators[device.index or 0] if device.type == "cuda" else torch.default_generator
+
+
+def _seeded_state(device: torch.device, seed: int, rank: int, epoch: int) -> torch.Tensor:
+    """A generator state of its own for rank `rank`'s dropout in `epoch` (a resumed run draws the same)."""
+    generator = _generator(device)
+    outer = generator.get_state()
+    generator.manual_seed(int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0]))
+    state = generator.get_state()
+    generator.set_state(outer)
+    return state
+
+
+@contextmanager
+def _own_stream(training: Training):
+    """Under a world, the forward pass draws (dropout) from this rank's own stream, so that the ranks'
+    masks differ while the shared stream (the augmentation every rank draws alike) stays in step."""
+    if training.world is None:
+        yield
+        return
+    generator = _generator(training.device)
+    outer = generator.get_state()
+    generator.set_state(training.own_stream)
+    try:
+        yield
+    finally:
+        training.own_stream = generator.get_state()
+        generator.set_state(outer)
 
 
 class Checkpointer:
@@ -239,7 +325,7 @@ class Checkpointer:
 
     def save(self, epoch: int, history: list[dict], best: Best, improved: bool) -> None:
         config, run = self.training.config, self.run
-        if config.checkpoint == "none":
+        if config.checkpoint == "none" or (self.training.world is not None and not self.training.world.main):
             return
         if config.checkpoint == "every" or improved:
             path = run.checkpoint(checkpoint_name(config.model_name, epoch, history[-1]["val_accuracy"]))
@@ -256,7 +342,26 @@ class Checkpointer:
                                    "optimizer": optimizer_values})
 
     def restore(self) -> tuple[list[dict], Best, int]:
-        """(history, best, next epoch) of the saved run; weights, optimizer and generators restored."""
+        """(history, best, next epoch) of the saved run; weights, optimizer and generators restored.
+        Under a world, rank 0 reads the run folder and the other ranks receive what it read."""
+        world = self.training.world
+        if world is None:
+            return self._read()
+        if world.main:
+            history, best, next_epoch = self._read()
+        training = self.training
+        state = distributed.broadcast(world, {
+            "model": training.model.state_dict(), "optimizer": training.optimizer.state_dict(),
+            "rng": resume_state.rng_state(training.shuffle, training.device), "history": history,
+            "best": best.state(), "next_epoch": next_epoch} if world.main else None)
+        if not world.main:
+            training.model.load_state_dict(state["model"])
+            training.optimizer.load_state_dict(state["optimizer"])
+            resume_state.restore_rng(state["rng"], training.shuffle, training.device)
+            history, best, next_epoch = state["history"], Best.from_state(state["best"]), state["next_epoch"]
+        return history, best, next_epoch
+
+    def _read(self) -> tuple[list[dict], Best, int]:
         training, run = self.training, self.run
         extra_tensors, extra = read_extras(run.resume_state)
         training.model.load_state_dict(load_model(run.resume_state).model.state_dict())

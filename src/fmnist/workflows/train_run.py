@@ -1,14 +1,20 @@
 """A training run end to end: fit, evaluate the final model on the test set, write the run folder
-(model.safetensors, metrics.json, the evaluation files) and draw its figures and report.html."""
+(model.safetensors, metrics.json, the evaluation files) and draw its figures and report.html.
+
+Under torchrun every process calls `train` with its `world`; they train together (engine/trainer.py),
+and rank 0 alone evaluates and writes: the run folder is the one a single process writes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from fmnist.data.dataset import Dataset, load_dataset
+from fmnist.engine import distributed
 from fmnist.engine.config import TrainConfig
+from fmnist.engine.distributed import World
 from fmnist.engine.evaluate import Evaluation, evaluate_logits, evaluate_model
 from fmnist.engine.progress import NullProgress, Progress
 from fmnist.engine.trainer import FitResult, fit
@@ -46,20 +52,32 @@ class RunResult:
 
 
 def train(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, progress: Progress | None = None,
-          callbacks: Sequence[Callable[[dict], None]] = (), resume: bool = False) -> RunResult:
+          callbacks: Sequence[Callable[[dict], None]] = (), resume: bool = False,
+          world: World | None = None) -> RunResult | None:
     """Train (or with `resume`, continue) `config` into the run folder `out`, then evaluate the final
-    model on the test set and write every file of the run."""
+    model on the test set and write every file of the run.
+
+    `world` (torchrun's processes, engine/distributed.py): every rank calls this and they train as one;
+    rank 0 returns the result, the other ranks None."""
     run, progress = RunFolder(out), progress or NullProgress()
-    if not resume:
-        run.refuse_reuse()  # before the lock creates the folder
-    with run.locked():  # one process per run: a second `--resume` of a run in training is refused
-        if resume:
-            run.remove_stale_parts()  # temporary files of a process that was killed while writing
+    main = world is None or world.main
+    with ExitStack() as stack:
+
+        def check() -> None:
+            if not resume:
+                run.refuse_reuse()  # before the lock creates the folder
+            # One process per run: a second `--resume` of a run in training is refused.
+            stack.enter_context(run.locked())
+            if resume:
+                run.remove_stale_parts()  # temporary files of a process that was killed while writing
+
+        distributed.on_main(world, check)  # rank 0 checks; a refusal stops every rank with its line
         if dataset is None:
-            if progress is not None:  # after every check: a refused option is the only line printed
-                progress.note("loading the data")  # seconds on a small machine: say so before they pass
+            progress.note("loading the data")  # seconds on a small machine: say so before they pass
             dataset = load_dataset(config.data)
-        fitted = fit(config, run.path, dataset, progress=progress, callbacks=callbacks, resume=resume)
+        fitted = fit(config, run.path, dataset, progress=progress, callbacks=callbacks, resume=resume, world=world)
+        if not main:
+            return None
         progress.note(f"evaluating on the {len(dataset.test):,} test images")
         if fitted.test_logits is not None:  # the last validation was this very evaluation's forward pass
             test = evaluate_logits(fitted.test_logits, dataset.test.labels, dataset.classes)
