@@ -13,7 +13,8 @@ from test_cli import run
 
 from fmnist.engine.config import TrainConfig
 from fmnist.engine.progress import NullProgress
-from fmnist.engine.stacked import CannotStack, fit_stacked, model_bytes, stack_size
+from fmnist.engine.stack_size import model_bytes, stack_size
+from fmnist.engine.stacked import CannotStack, fit_stacked
 from fmnist.engine.trainer import fit, setup
 from fmnist.workflows.crossval import cross_validate, make_folds
 

@@ -119,7 +119,7 @@ def train(
 
 
 def _train(world, settings, options: dict, resume: Optional[Path], out: Optional[Path], quiet: bool) -> None:
-    from fmnist.engine import distributed
+    from fmnist.engine import distributed  # torch: imported when a command needs it
     from fmnist.workflows.train_run import train as train_run
 
     if resume is not None:

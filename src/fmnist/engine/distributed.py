@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -165,3 +166,27 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     its share of the last batch, and what is evaluated and saved must be one model."""
     for buffer in module.buffers():
         dist.broadcast(buffer, src=0)
+
+
+class OwnStream:
+    """A random stream of this rank's own on `device`, for one epoch: within `with stream:` the device's
+    default generator (what dropout draws from) runs from it, and the shared stream (the augmentation every
+    rank draws alike) is put back after. Seeded from (seed, rank, epoch): a resumed run draws the same."""
+
+    def __init__(self, device: torch.device, seed: int, rank: int, epoch: int):
+        self.generator = torch.cuda.default_generators[device.index or 0] if device.type == "cuda" \
+            else torch.default_generator
+        shared = self.generator.get_state()
+        self.generator.manual_seed(int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0]))
+        self.state = self.generator.get_state()
+        self.generator.set_state(shared)
+        self.shared: torch.Tensor | None = None
+
+    def __enter__(self) -> OwnStream:
+        self.shared = self.generator.get_state()
+        self.generator.set_state(self.state)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.state = self.generator.get_state()
+        self.generator.set_state(self.shared)

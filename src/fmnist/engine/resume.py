@@ -1,4 +1,5 @@
-"""The state an exact `--resume` needs beyond the weights: the optimizer's and every random generator's.
+"""The state an exact `--resume` needs beyond the weights: the optimizer's, every random generator's, and
+the best epoch so far (`Best`, which early stopping restores).
 
 It travels in the run's resume checkpoint (`checkpoints/resume.safetensors`, a model file whose extra
 tensors and metadata hold it), so it is read without unpickling like every model file.
@@ -6,7 +7,10 @@ tensors and metadata hold it), so it is read without unpickling like every model
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
+from torch import nn
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -46,3 +50,31 @@ def restore_rng(tensors: dict[str, torch.Tensor], shuffle: torch.Generator, devi
     shuffle.set_state(tensors["rng.shuffle"])
     if device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+
+
+@dataclass
+class Best:
+    """The best validation accuracy so far, its epoch and checkpoint, and the epochs since."""
+
+    val_accuracy: float = -1.0
+    epoch: int = 0
+    path: str | None = None  # the best checkpoint, relative to checkpoints/ (the run folder can move)
+    stale: int = 0  # epochs without a better val_accuracy
+    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # restored by early stopping
+
+    def update(self, row: dict, model: nn.Module) -> bool:
+        """Take the epoch's `row`; True when it is a new best (its weights are then kept)."""
+        if row["val_accuracy"] > self.val_accuracy:
+            self.val_accuracy, self.epoch, self.stale = row["val_accuracy"], row["epoch"], 0
+            self.weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
+            return True
+        self.stale += 1
+        return False
+
+    def state(self) -> dict:
+        """What the resume checkpoint records (a JSON object; its keys in this order)."""
+        return {"val_accuracy": self.val_accuracy, "epoch": self.epoch, "path": self.path, "stale": self.stale}
+
+    @classmethod
+    def from_state(cls, values: dict) -> Best:
+        return cls(values["val_accuracy"], values["epoch"], values["path"], values["stale"])

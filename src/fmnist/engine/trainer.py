@@ -5,12 +5,8 @@ scales it itself. Metrics accumulate on the device, so the host waits only when 
 
     fit ─ setup ─ for each epoch: train_one_epoch → validate → history.csv → Best → Checkpointer
 
-Under torchrun (`world`: engine/distributed.py) the same loop is data-parallel: every process draws the
-same order and augmentation, takes its contiguous share of each global batch, and
-DistributedDataParallel averages the gradients, each rank's loss scaled so that the average is the
-global batch's mean (an uneven last batch included): the steps are the 1-process run's. What differs:
-batch norm normalises over each process's share, and dropout draws from each rank's own stream. Rank 0
-alone writes the run folder; the others compute.
+Under torchrun (`world`, engine/distributed.py) the loop is data-parallel: each rank takes its share of
+every global batch, its loss scaled so that DDP's average is the whole batch's mean; rank 0 writes.
 """
 
 from __future__ import annotations
@@ -18,8 +14,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +34,7 @@ from fmnist.engine.config import TrainConfig, dump_config, parse_val
 from fmnist.engine.distributed import World
 from fmnist.engine.evaluate import loss_and_accuracy, predict_logits
 from fmnist.engine.progress import NullProgress, Progress
+from fmnist.engine.resume import Best
 from fmnist.engine.schedule import Schedule, make_optimizer
 from fmnist.engine.training_data import TrainingData, training_data
 from fmnist.errors import FmnistError
@@ -64,39 +61,7 @@ class Training:
     running_stats: RunningStatsWarmUp | None = None  # batch-norm momentum by step (engine/batch_norm.py)
     world: World | None = None  # data-parallel over torchrun's processes (size > 1), else None
     trainer: nn.Module | None = None  # what the training steps call: DistributedDataParallel(model) or model
-    own_stream: torch.Tensor | None = None  # under a world: this rank's dropout stream (its generator state)
-
-    def __post_init__(self):
-        if self.trainer is None:
-            self.trainer = self.model
-
-
-@dataclass
-class Best:
-    """The best validation accuracy so far, its epoch and checkpoint, and the epochs since."""
-
-    val_accuracy: float = -1.0
-    epoch: int = 0
-    path: str | None = None  # the best checkpoint, relative to checkpoints/ (the run folder can move)
-    stale: int = 0  # epochs without a better val_accuracy
-    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # restored by early stopping
-
-    def update(self, row: dict, model: nn.Module) -> bool:
-        """Take the epoch's `row`; True when it is a new best (its weights are then kept)."""
-        if row["val_accuracy"] > self.val_accuracy:
-            self.val_accuracy, self.epoch, self.stale = row["val_accuracy"], row["epoch"], 0
-            self.weights = {key: value.detach().clone() for key, value in model.state_dict().items()}
-            return True
-        self.stale += 1
-        return False
-
-    def state(self) -> dict:
-        """What the resume checkpoint records (a JSON object; its keys in this order)."""
-        return {"val_accuracy": self.val_accuracy, "epoch": self.epoch, "path": self.path, "stale": self.stale}
-
-    @classmethod
-    def from_state(cls, values: dict) -> Best:
-        return cls(values["val_accuracy"], values["epoch"], values["path"], values["stale"])
+    own_stream: distributed.OwnStream | None = None  # under a world: this rank's dropout stream, per epoch
 
 
 @dataclass
@@ -206,9 +171,8 @@ def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.nda
     optimizer = make_optimizer(config, model.parameters())
     shuffle = torch.Generator().manual_seed(config.seed)
     schedule = Schedule(config, steps_per_epoch=math.ceil(len(data.train_x) / config.batch_size))
-    trainer = None
-    if world is not None:
-        trainer = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    trainer = model if world is None else \
+        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return Training(config, model, architecture, optimizer, schedule, augment, shuffle, amp_dtype, device, data,
                     running_stats=RunningStatsWarmUp(model), world=world, trainer=trainer)
 
@@ -223,7 +187,7 @@ def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
     order = torch.randperm(len(data.train_x), generator=training.shuffle).to(training.device)
     world = training.world
     if world is not None:
-        training.own_stream = _seeded_state(training.device, config.seed, world.rank, epoch)
+        training.own_stream = distributed.OwnStream(training.device, config.seed, world.rank, epoch)
     loss_sum = torch.zeros((), device=training.device)
     correct = torch.zeros((), device=training.device, dtype=torch.int64)
     seen, refresh = 0, max(1, steps // 50)
@@ -238,7 +202,7 @@ def train_one_epoch(training: Training, epoch: int, progress: Progress) -> dict:
             xb, yb = xb[share], yb[share]
         if training.running_stats is not None:
             training.running_stats.before_step((epoch - 1) * steps + step)
-        with _own_stream(training), torch.autocast(training.device.type, dtype=training.amp_dtype or torch.float32,
+        with training.own_stream or nullcontext(), torch.autocast(training.device.type, dtype=training.amp_dtype or torch.float32,
                                                    enabled=training.amp_dtype is not None):
             logits = training.trainer(xb)
         if world is None:
@@ -280,38 +244,6 @@ def validate(training: Training) -> dict:
     return {"val_loss": result["loss"], "val_accuracy": result["accuracy"]}
 
 
-def _generator(device: torch.device) -> torch.Generator:
-    """The default generator of `device`: what augmentation and dropout draw from there."""
-    return torch.cuda.default_generators[device.index or 0] if device.type == "cuda" else torch.default_generator
-
-
-def _seeded_state(device: torch.device, seed: int, rank: int, epoch: int) -> torch.Tensor:
-    """A generator state of its own for rank `rank`'s dropout in `epoch` (a resumed run draws the same)."""
-    generator = _generator(device)
-    outer = generator.get_state()
-    generator.manual_seed(int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0]))
-    state = generator.get_state()
-    generator.set_state(outer)
-    return state
-
-
-@contextmanager
-def _own_stream(training: Training):
-    """Under a world, the forward pass draws (dropout) from this rank's own stream, so that the ranks'
-    masks differ while the shared stream (the augmentation every rank draws alike) stays in step."""
-    if training.world is None:
-        yield
-        return
-    generator = _generator(training.device)
-    outer = generator.get_state()
-    generator.set_state(training.own_stream)
-    try:
-        yield
-    finally:
-        training.own_stream = generator.get_state()
-        generator.set_state(outer)
-
-
 class Checkpointer:
     """After each epoch: the best or every-epoch model file (002's names), then the resume state."""
 
@@ -344,12 +276,10 @@ class Checkpointer:
     def restore(self) -> tuple[list[dict], Best, int]:
         """(history, best, next epoch) of the saved run; weights, optimizer and generators restored.
         Under a world, rank 0 reads the run folder and the other ranks receive what it read."""
-        world = self.training.world
+        training, world = self.training, self.training.world
         if world is None:
             return self._read()
-        if world.main:
-            history, best, next_epoch = self._read()
-        training = self.training
+        history, best, next_epoch = self._read() if world.main else (None, None, None)
         state = distributed.broadcast(world, {
             "model": training.model.state_dict(), "optimizer": training.optimizer.state_dict(),
             "rng": resume_state.rng_state(training.shuffle, training.device), "history": history,

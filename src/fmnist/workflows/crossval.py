@@ -31,7 +31,8 @@ from fmnist.engine import distributed
 from fmnist.engine.config import ConfigError, TrainConfig, dump_config
 from fmnist.engine.distributed import World
 from fmnist.engine.progress import NullProgress, Progress
-from fmnist.engine.stacked import CannotStack, auto_stack_size, fit_stacked
+from fmnist.engine.stack_size import auto_stack_size
+from fmnist.engine.stacked import CannotStack, fit_stacked
 from fmnist.engine.trainer import fit
 from fmnist.errors import FmnistError
 from fmnist.runfolder import RunFolder
