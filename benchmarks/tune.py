@@ -17,7 +17,7 @@ and what a second worker and the PostgreSQL storage cost.
 
 Markdown on stdout; every number in benchmarks/results/tune.json (--results), rewritten after each search
 and each full run. A run continues the file it is given: a search or full run already in it is not run
-again, so the hours of the issue's settings can be spread over several sittings (--parts, --seeds), and
+again, so the hours of the issue's settings can be spread over several sittings (--parts, --seeds, --samplers), and
 each figure records the machine, its load and what ran beside it (--beside).
 """
 
@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=12000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--samplers", default="tpe,random",
+                        help="which searches of each seed to run: tpe (+ Hyperband), random (no pruning) or both")
     parser.add_argument("--val", default="balanced:500", help="the trials' hold-out (per class with balanced:)")
     parser.add_argument("--full-epochs", type=int, default=5, help="epochs of every full run (002 trains 5)")
     parser.add_argument("--full-limit", type=int, default=None, help="training images of the full runs (default: all)")
@@ -144,6 +146,9 @@ def main() -> None:
     parts = {part.strip() for part in args.parts.split(",") if part.strip()}
     if not parts <= {"search", "full", "workers"}:
         parser.error(f"--parts: unknown part(s) {sorted(parts - {'search', 'full', 'workers'})}")
+    samplers = [sampler.strip() for sampler in args.samplers.split(",") if sampler.strip()]
+    if not samplers or not set(samplers) <= {"tpe", "random"}:
+        parser.error(f"--samplers: expected tpe, random or both, got {args.samplers!r}")
 
     from fmnist.data.dataset import load_dataset
 
@@ -162,7 +167,7 @@ def main() -> None:
         if "search" in parts:
             for seed in range(1, args.seeds + 1):
                 for sampler, pruner in (("tpe", "hyperband"), ("random", "none")):
-                    if any(run["seed"] == seed and run["sampler"] == sampler for run in results["searches"]):
+                    if sampler not in samplers or any(run["seed"] == seed and run["sampler"] == sampler for run in results["searches"]):
                         continue
                     load = os.getloadavg()[0]
                     run = {**search(scratch / f"{sampler}-{seed}", args, seed, sampler, pruner, dataset),
