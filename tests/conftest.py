@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from forked import fmnist_process
 from hypothesis import HealthCheck, settings
 
 from fmnist.data import formats
@@ -126,13 +127,6 @@ MEMORY_LIMIT = 1536 * 2**20  # bytes of address space: torch and a model fit in 
 TIMEOUT = 120  # seconds: every refusal is meant to be cheap
 
 
-def _cap_memory(limit: int):
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    return apply
-
-
 def interruptible(command: list) -> list[str]:
     """`command` with SIGINT at its default action, however the suite was started: a background job of a
     non-interactive shell inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt."""
@@ -142,9 +136,11 @@ def interruptible(command: list) -> list[str]:
 
 def run_bounded(*args, stdin: bytes | None = None, timeout: float = TIMEOUT, memory: int = MEMORY_LIMIT,
                 cwd: str | Path | None = None) -> subprocess.CompletedProcess:
-    """`fmnist ARGS` as a user runs it, under an address-space cap and a timeout."""
-    return subprocess.run([FMNIST, *map(str, args)], input=stdin, capture_output=True, timeout=timeout,
-                          preexec_fn=_cap_memory(memory), cwd=cwd)
+    """`fmnist ARGS` in a process of its own (forked.py: the imports done once), under an address-space cap
+    and a timeout; stdout and stderr as bytes. A cap below the default is sized to what the command needs
+    from a fresh start: that runs in a fresh interpreter."""
+    return fmnist_process(*args, input=stdin, timeout=timeout, limits={resource.RLIMIT_AS: memory}, cwd=cwd,
+                          text=False, fresh=memory < MEMORY_LIMIT)
 
 
 def assert_refused(result: subprocess.CompletedProcess, code: int, *fragments: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_idx_set
+from forked import fmnist_process
 
 from fmnist.data import formats
 
@@ -16,7 +17,8 @@ FMNIST = str(Path(sys.executable).parent / "fmnist")
 
 
 def run(*args, check_code=0):
-    result = subprocess.run([FMNIST, *map(str, args)], capture_output=True, text=True, timeout=300)
+    """`fmnist ARGS` in a process of its own (forked.py: the imports done once), its exit status checked."""
+    result = fmnist_process(*args)
     assert result.returncode == check_code, (result.returncode, result.stdout, result.stderr)
     return result
 
@@ -28,6 +30,15 @@ def assert_one_line_error(result, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["summary", "baseline"]])
+def test_started_as_a_user_starts_it_fmnist_prints_no_warnings(args):
+    """A real start (the other tests' commands are forked from a server that imported fmnist once: a
+    warning printed while fmnist, torch or matplotlib are imported would show only here)."""
+    result = subprocess.run([FMNIST, *args], capture_output=True, text=True, timeout=300)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert "Usage: fmnist" in result.stdout or "Total params: 542,230" in result.stdout
 
 
 def test_help_lists_the_commands():

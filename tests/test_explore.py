@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from forked import fmnist_process
 from PIL import Image
 
-FMNIST = str(Path(sys.executable).parent / "fmnist")
 SAMPLE_FIGURES = ("samples-train.png", "samples-test.png")
 
 
 def _explore(data: Path, out: Path, seed: int) -> Path:
-    result = subprocess.run([FMNIST, "explore", "--data", str(data), "--out", str(out), "--seed", str(seed), "--quiet"],
-                            capture_output=True, text=True, timeout=300)
+    result = fmnist_process("explore", "--data", data, "--out", out, "--seed", seed, "--quiet")
     assert result.returncode == 0, result.stderr
     return out
 

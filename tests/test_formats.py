@@ -7,18 +7,17 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from conftest import write_idx_set
+from forked import fmnist_process
 
 from fmnist.data import formats
 from fmnist.data.dataset import load_dataset
 from fmnist.errors import DataError
 
-FMNIST = str(Path(sys.executable).parent / "fmnist")
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
@@ -126,7 +125,7 @@ def test_cli_reports_a_bad_idx_header_in_one_line(tmp_path, small_idx_dir, case)
     shutil.copytree(small_idx_dir, data)
     bad = data / "t10k-labels-idx1-ubyte"
     bad.write_bytes(magic + bad.read_bytes()[4:])
-    result = subprocess.run([FMNIST, "info", "--data", str(data)], capture_output=True, text=True, timeout=300)
+    result = fmnist_process("info", "--data", data)
     assert (result.returncode, result.stdout) == (2, ""), result.stderr
     assert result.stderr.splitlines() == [f"fmnist: error: {bad}: {problem}"]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from forked import fmnist_process
 from PIL import Image
 
 import fmnist
@@ -29,8 +30,13 @@ FMNIST = str(Path(sys.executable).parent / "fmnist")
 
 
 def run(*args, input=None, check_code=0, env=None, prefix=()):
-    result = subprocess.run([*prefix, FMNIST, *map(str, args)], capture_output=True, input=input, timeout=300, env=env)
-    result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
+    """`fmnist ARGS` in a process of its own (forked.py), or after `prefix` (a command that runs it) by subprocess."""
+    if prefix:
+        result = subprocess.run([*prefix, FMNIST, *map(str, args)], capture_output=True, input=input, timeout=300,
+                                env=env)
+        result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
+    else:
+        result = fmnist_process(*args, input=input, env=env)
     assert result.returncode == check_code, (result.returncode, result.stdout, result.stderr)
     return result
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import SMALL_TEST, SMALL_TRAIN, interruptible, write_idx_set
+from forked import fmnist_process
 from test_cli import FMNIST, assert_one_line_error, run
 
 import fmnist
@@ -264,8 +265,7 @@ def test_a_model_file_that_cannot_be_written_leaves_the_run_folders_model_intact
     # Resuming a finished run evaluates it again and rewrites model.safetensors: on a "full disk" that fails.
     # (safetensors sizes the file before writing, so this fails before any byte is written; the report test
     # below fails halfway through a file.)
-    result = subprocess.run([FMNIST, "train", "--resume", str(folder), "--quiet"], capture_output=True, text=True,
-                            timeout=300, preexec_fn=_file_size_limit(100 * 1024))
+    result = fmnist_process("train", "--resume", folder, "--quiet", limits={resource.RLIMIT_FSIZE: 100 * 1024})
     assert result.returncode == 2, result
     assert_one_line_error(result, "model.safetensors", "File too large")
     assert (folder / "model.safetensors").read_bytes() == before
@@ -280,8 +280,7 @@ def test_a_report_that_cannot_be_written_halfway_leaves_the_earlier_report_intac
     # Room for every figure `fmnist report` redraws, but not for report.html, which embeds them all.
     limit = (largest_figure + len(before)) // 2
     assert largest_figure * 1.2 < limit < len(before) * 0.8
-    result = subprocess.run([FMNIST, "report", str(folder), "--quiet"], capture_output=True, text=True, timeout=300,
-                            preexec_fn=_file_size_limit(limit))
+    result = fmnist_process("report", folder, "--quiet", limits={resource.RLIMIT_FSIZE: limit})
     assert result.returncode == 2, result
     assert_one_line_error(result, "File too large")
     assert (folder / "report.html").read_bytes() == before
@@ -336,8 +335,7 @@ def test_help_of_every_command_shows_its_options():
     group = typer.main.get_command(app)
     assert sorted(group.commands) == sorted(COMMANDS)
     for name in COMMANDS:
-        result = subprocess.run([FMNIST, name, "--help"], capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "COLUMNS": "200"})
+        result = fmnist_process(name, "--help", env={**os.environ, "COLUMNS": "200"}, timeout=60)
         assert result.returncode == 0 and result.stderr == "", (name, result.stderr)
         assert f"Usage: fmnist {name}" in result.stdout, name
         params = group.commands[name].params

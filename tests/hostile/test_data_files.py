@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import shutil
 import struct
-import time
 import zlib
 
 import numpy as np
@@ -53,9 +52,8 @@ def test_an_idx_gzip_bomb_is_refused_after_its_declared_size(tmp_path):
     bomb = _bomb(_idx_header(0x08, 100, 28, 28), b"\0", 2 << 30)
     assert len(bomb) < 4 << 20
     data, path = _data_dir(tmp_path, "t10k-images-idx3-ubyte.gz", bomb)
-    started = time.monotonic()
     line = assert_refused(run_bounded("info", "--data", data), 2, str(path), "unexpected bytes after the data of shape (100, 28, 28)")
-    assert "more than 65535" in line and time.monotonic() - started < 60
+    assert "more than 65535" in line  # one chunk past the declared bytes, not the 2 GB
     with pytest.raises(DataError, match="more than 65535 unexpected bytes"):
         formats.read_idx(path)
 
@@ -109,13 +107,12 @@ def _csv_dir(tmp_path, content: bytes):
 CSV_HEADER_LINE = (",".join(formats.CSV_HEADER) + "\n").encode()
 
 
-def test_a_csv_of_blank_lines_past_the_limit_is_refused_quickly(tmp_path):
-    """1.1 GB of newlines in 1 MB of .gz: scanned at C speed, refused at the content limit."""
+def test_a_csv_of_blank_lines_past_the_limit_is_refused_at_the_content_limit(tmp_path):
+    """1.1 GB of newlines in 1 MB of .gz: scanned (at C speed: benchmarks, not this test, time it) and
+    refused at the content limit, within run_bounded's memory cap and timeout."""
     data, path = _csv_dir(tmp_path, _bomb(CSV_HEADER_LINE, b"\n", MAX_DATA_BYTES + (64 << 20)))
-    started = time.monotonic()
     assert_refused(run_bounded("info", "--data", data), 2, str(path), "content (decompressed) too large",
                    "(the limit is 1 GiB)")
-    assert time.monotonic() - started < 60
 
 
 @pytest.mark.parametrize("filler", [b"0", b" "], ids=["digits", "spaces"])

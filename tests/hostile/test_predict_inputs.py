@@ -9,7 +9,6 @@ import json
 import os
 import select
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -37,9 +36,7 @@ def test_a_fifo_in_a_folder_is_an_error_line_and_the_other_files_are_predicted(t
     for name, index in (("a.png", 0), ("c.png", 2)):
         Image.fromarray(fashion.test.images[index]).save(folder / name)
     os.mkfifo(folder / "b.png")  # nobody ever writes to it: opening it for reading would wait forever
-    started = time.monotonic()
-    result = run_bounded("predict", hostile_model, folder, tmp_path / "b-too.png", timeout=60)
-    assert time.monotonic() - started < 60
+    result = run_bounded("predict", hostile_model, folder, tmp_path / "b-too.png", timeout=60)  # a hang: TimeoutExpired
     assert [line.split(": ")[0] for line in _lines(result.stdout)] == [str(folder / "a.png"), str(folder / "c.png")]
     errors = _lines(result.stderr)
     assert errors[0] == f"fmnist: error: {folder / 'b.png'}: a FIFO, expected an image file (only regular files are read)"
@@ -89,9 +86,8 @@ def test_a_tree_of_links_is_searched_once_per_real_folder(tmp_path, hostile_mode
         for name in ("x", "y"):
             (above / name).symlink_to(level)
         level = above
-    started = time.monotonic()
-    result = run_bounded("predict", hostile_model, level, "--json", timeout=60)
-    assert result.returncode == 0 and time.monotonic() - started < 30
+    result = run_bounded("predict", hostile_model, level, "--json", timeout=60)  # 65,536 predictions: TimeoutExpired
+    assert result.returncode == 0
     records = json.loads(result.stdout)
     assert [record["path"] for record in records] == [str(level / ("x/" * 16) / "shirt.png").replace("//", "/")]
 
