@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine
 
 HERE = Path(__file__).resolve().parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
@@ -40,13 +41,6 @@ CONFIGS = {
     "1 process, 1 thread": (FMNIST, ["--threads", "1"]),
     "torchrun, 2 processes × 1 thread": (TORCHRUN + ["-m", "fmnist"], ["--threads", "0"]),
 }
-
-
-def machine() -> dict:
-    info = Path("/proc/cpuinfo").read_text()
-    field = lambda key: next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(key)), "")  # noqa: E731
-    return {"cpu": field("model name"), "cores": os.cpu_count(), "python": platform.python_version(),
-            "flags_of_note": [flag for flag in field("flags").split() if flag.startswith(("avx", "fma", "amx"))]}
 
 
 def run(prefix: list[str], command: list[str], out: Path) -> float:

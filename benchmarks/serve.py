@@ -32,7 +32,6 @@ import base64
 import io
 import json
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -49,6 +48,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from machine import machine  # noqa: E402
 from photos import photo_bytes  # noqa: E402
 
 FMNIST = str(Path(sys.executable).parent / "fmnist")
@@ -171,15 +171,6 @@ def load(port: int, request: bytes, concurrency: int, seconds: float, warm_up: f
             "p50_ms": pick(0.50), "p99_ms": pick(0.99), "errors": len(errors), "seconds": seconds}
 
 
-def machine() -> dict:
-    info = Path("/proc/cpuinfo").read_text()
-    field = lambda key: next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith(key)), "")  # noqa: E731
-    flags = field("flags").split()
-    return {"cpu": field("model name"), "cores": os.cpu_count(), "python": platform.python_version(),
-            "flags_of_note": [f for f in flags if f.startswith(("avx", "sse4", "fma", "amx"))],
-            "load_average_before": os.getloadavg()}
-
-
 SERVERS = ("onnx", "threads1", "batching", "workers2", "safetensors", "bentoml")
 
 
@@ -271,7 +262,7 @@ def main() -> None:
     for name, starts in results["servers"].items():
         print(f"| {name} | {spread([one['ready_s'] for one in starts], 2)} | "
               f"{spread([one['rss_mib'] for one in starts])} | {sorted({one['exit_status'] for one in starts})} |")
-    print(f"\nload average before/after: {results['machine']['load_average_before']} / "
+    print(f"\nload average before/after: {results['machine']['load_average']} / "
           f"{results['machine']['load_average_after']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     partial = args.out.with_name(args.out.name + ".partial")

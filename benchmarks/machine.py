@@ -1,0 +1,33 @@
+"""The machine a benchmark ran on, recorded with its figures: a figure from one CPU is not a figure for another
+(AVX512-BF16 trains in bf16, AVX2 in fp32), nor from a busy machine for an idle one."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def machine() -> dict:
+    """CPU model, cores, the vector flags that decide the kernels (AVX*, FMA, AMX), Python and torch versions, the
+    load average and the busiest processes at the moment of the call."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:  # not Linux: what platform knows
+        pass
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    busiest = subprocess.run(["ps", "-eo", "pid,ni,pcpu,etime,comm", "--sort=-pcpu"], capture_output=True,
+                             text=True, check=False).stdout.splitlines()[:6]
+    return {"cpu": fields.get("model name") or platform.processor(), "cores": os.cpu_count(),
+            "flags_of_note": [flag for flag in fields.get("flags", "").split() if flag.startswith(("avx", "fma", "amx"))],
+            "python": platform.python_version(), "torch": torch_version, "load_average": os.getloadavg(),
+            "busiest": busiest}
