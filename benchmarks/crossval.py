@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from machine import machine
-from vs_keras import fill_keras_cache
+from vs_keras import fill_keras_cache, writeup000_model
 
 HERE = Path(__file__).resolve().parent
 FMNIST = [sys.executable, "-m", "fmnist"]
@@ -51,7 +51,6 @@ def keras_worker(folds: int, epochs: int, limit: int | None, seed: int) -> None:
     JSON line: each fold's accuracy and the loop's seconds."""
     import keras
     import numpy as np
-    from keras import layers
 
     keras.utils.set_random_seed(seed)
     (train_x, train_y), _ = keras.datasets.fashion_mnist.load_data()
@@ -70,14 +69,7 @@ def keras_worker(folds: int, epochs: int, limit: int | None, seed: int) -> None:
     for fold in range(folds):
         test = order[bounds[fold] : bounds[fold + 1]]
         train = np.concatenate([order[: bounds[fold]], order[bounds[fold + 1] :]])
-        model = keras.Sequential([
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(32, (3, 3), activation="relu", kernel_initializer="he_uniform"),
-            layers.MaxPooling2D((2, 2)),
-            layers.Flatten(),
-            layers.Dense(100, activation="relu", kernel_initializer="he_uniform"),
-            layers.Dense(10, activation="softmax"),
-        ])
+        model = writeup000_model()
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
                       loss="categorical_crossentropy", metrics=["accuracy"])
         model.fit(train_x[train], train_y[train], epochs=epochs, batch_size=32,

@@ -43,6 +43,21 @@ KERAS_FILES = ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "t10k
 # --------------------------------------------------------------------------- workers (one process each)
 
 
+def writeup000_model():
+    """Write-up 000's define_model(): its CNN, uncompiled."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(32, (3, 3), activation="relu", kernel_initializer="he_uniform"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dense(100, activation="relu", kernel_initializer="he_uniform"),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
 def keras_worker(recipe: str, epochs: int, seed: int) -> None:
     """Write-up 000's baseline or 001's MiniVGGNet, as the write-ups build and compile them."""
     import keras
@@ -53,15 +68,8 @@ def keras_worker(recipe: str, epochs: int, seed: int) -> None:
     train_x = train_x.reshape(-1, 28, 28, 1).astype("float32") / 255.0
     test_x = test_x.reshape(-1, 28, 28, 1).astype("float32") / 255.0
     train_y, test_y = keras.utils.to_categorical(train_y, 10), keras.utils.to_categorical(test_y, 10)
-    if recipe == "baseline":  # write-up 000, define_model()
-        model = keras.Sequential([
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(32, (3, 3), activation="relu", kernel_initializer="he_uniform"),
-            layers.MaxPooling2D((2, 2)),
-            layers.Flatten(),
-            layers.Dense(100, activation="relu", kernel_initializer="he_uniform"),
-            layers.Dense(10, activation="softmax"),
-        ])
+    if recipe == "baseline":
+        model = writeup000_model()
         optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
     else:  # write-up 001, MiniVGGNet.build(); SGD(lr=1e-2, momentum=0.9, decay=1e-2 / 25)
         model = keras.Sequential([keras.Input((28, 28, 1))])
