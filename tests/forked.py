@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fmnist.cli import main as fmnist_main
+
 # The forkserver imports these once; `forked` itself so that the child's target needs no import either.
 _PRELOAD = ["fmnist.cli", "torch", "numpy", "PIL.Image", "matplotlib.pyplot", "forked"]
 _context = multiprocessing.get_context("forkserver")
@@ -46,9 +48,7 @@ def _command(argv: list[str], environ: dict[str, str], cwd: str, streams: list[t
         os.dup2(handle, number)
         os.close(handle)
     sys.stdin = open(0, closefd=False, encoding="utf-8", errors="surrogateescape")
-    from fmnist.cli import main
-
-    main(argv)
+    fmnist_main(argv)
 
 
 def _set_limits(limits: dict[int, int]) -> None:
@@ -66,13 +66,16 @@ def fmnist_process(*args, input: bytes | str | None = None, env: dict[str, str] 
     server's imports (torch included, which `fmnist predict` on an ONNX model never loads), so an address-space
     cap sized to what a command itself needs is only meaningful in a fresh one."""
     argv = [str(arg) for arg in args]
+    stdin_bytes = input.encode() if isinstance(input, str) else input
     if fresh or os.getpid() != _OWNER:
-        return subprocess.run([FMNIST, *argv], input=input.encode() if isinstance(input, str) else input,
-                              capture_output=True, timeout=timeout, env=env, cwd=cwd, text=text, check=False,
-                              preexec_fn=lambda: _set_limits(limits or {}))
+        result = subprocess.run([FMNIST, *argv], input=stdin_bytes, capture_output=True, timeout=timeout, env=env,
+                                cwd=cwd, check=False, preexec_fn=lambda: _set_limits(limits or {}))
+        if text:
+            result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
+        return result
     with tempfile.TemporaryDirectory(prefix="fmnist-forked-") as scratch:
         stdin = Path(scratch) / "stdin"
-        stdin.write_bytes(input.encode() if isinstance(input, str) else (input or b""))
+        stdin.write_bytes(stdin_bytes or b"")
         streams = [(str(stdin), os.O_RDONLY), (f"{scratch}/stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
                    (f"{scratch}/stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)]
         process = _context.Process(target=_command, args=(argv, dict(os.environ if env is None else env),
