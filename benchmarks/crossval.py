@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import machine
+from machine import machine, spread
 from vs_keras import fill_keras_cache, writeup000_model
 
 HERE = Path(__file__).resolve().parent
@@ -123,12 +123,6 @@ def _environment() -> dict:
 # --------------------------------------------------------------------------- the comparison
 
 
-def spread(values: list[float], digits: int = 1) -> str:
-    if len(values) < 2:
-        return f"{values[0]:,.{digits}f}"
-    return f"{statistics.mean(values):,.{digits}f} ± {statistics.stdev(values):,.{digits}f}"
-
-
 def report(results: dict) -> str:
     configurations = results["configurations"]
     sequential = [run["wall_seconds"] for run in configurations.get("sequential", [])]
@@ -143,8 +137,7 @@ def report(results: dict) -> str:
         speedup = (statistics.mean(sequential) / statistics.mean(walls)) if sequential else float("nan")
         means = [100 * statistics.mean(run["scores"]) for run in runs]
         within = statistics.mean(100 * statistics.pstdev(run["scores"]) for run in runs)
-        chose = "; ".join(sorted({f"{run['parallel_folds']} ({run['why']})" for run in runs if "why" in run
-                                  and name == "auto"})) or ""
+        chose = "; ".join(sorted({f"{run['parallel_folds']} ({run['why']})" for run in runs})) if name == "auto" else ""
         lines.append(f"| {name} | {spread(walls)} | {spread([run['loop_seconds'] for run in runs])} | "
                      f"{speedup:.2f}× | {spread(means, 2)} (folds ± {within:.2f}) | {chose} |")
     return "\n".join(lines)

@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine import machine
+from machine import machine, spread
 
 HERE = Path(__file__).resolve().parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
@@ -68,12 +67,6 @@ def measure(workload: str, name: str, args, scratch: Path) -> dict:
     wall = run(prefix, ["cv", *recipe, "--epochs", "1", "--folds", "5"], out)
     summary = json.loads((out / "cv.json").read_text())
     return {"wall_seconds": wall, "mean_accuracy": summary["models"][0]["mean"], "load_before": load}
-
-
-def spread(values: list[float], digits: int = 1) -> str:
-    if len(values) == 1:
-        return f"{values[0]:,.{digits}f}"
-    return f"{statistics.mean(values):,.{digits}f} ± {statistics.stdev(values):,.{digits}f}"
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -31,3 +32,10 @@ def machine() -> dict:
             "flags_of_note": [flag for flag in fields.get("flags", "").split() if flag.startswith(("avx", "fma", "amx"))],
             "python": platform.python_version(), "torch": torch_version, "load_average": os.getloadavg(),
             "busiest": busiest}
+
+
+def spread(values: list[float], digits: int = 1) -> str:
+    """mean ± sample std of repeated measurements (the value alone when there is one)."""
+    if len(values) < 2:
+        return f"{values[0]:,.{digits}f}"
+    return f"{statistics.mean(values):,.{digits}f} ± {statistics.stdev(values):,.{digits}f}"
