@@ -3,8 +3,8 @@
 Every `fmnist` process begins by importing numpy, torch and matplotlib: 3.3 CPU seconds on this 2-core AVX2
 machine, more than most commands the tests run take (a refusal, a one-epoch train on 300 images). So the
 commands run in processes forked from a server that imported `fmnist.cli` and those libraries once and did
-nothing else (multiprocessing's forkserver: no thread pool started, no files open). The whole suite took
-1,538 CPU seconds before and 1,027 after (both measured beside the same benchmark at autogroup nice 19).
+nothing else (multiprocessing's forkserver: no thread pool started, no files open). The clean-clone CI's
+pytest took 729 s before and 466 s after (the same idle 2-core machine, `CI=true bash .ci/run`).
 Each command still is a process of its own: its own memory, exit status, file descriptors 0/1/2 (files, as
 with `capture_output`), working directory, environment (os.environ replaced before `fmnist.cli.main` runs),
 resource limits and timeout. What it cannot have is a start of its own: environment variables read at
