@@ -45,6 +45,7 @@ CV = "cv.json"
 LR_FIND = "lr_find.json"
 REPORT = "report.html"
 LOCK = ".lock"  # held (flock) by the process training the run: a second one is refused
+LAUNCH = ".torchrun"  # the torchrun launch (TORCHELASTIC_RUN_ID) that began the run: its restarts continue it
 # A folder holding one of these is an fmnist output folder that `fmnist report` can redraw.
 OUTPUT_FILES = (HISTORY, CV, EVALUATION, METRICS)
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -136,6 +137,19 @@ class RunFolder:
         if self.config.exists():
             raise FmnistError(f"{self.path}: already holds a run; continue it with --resume or choose another --out")
 
+    def mark_launch(self, run_id: str) -> None:
+        """Record that torchrun's launch `run_id` began the run here (see `begun_by`)."""
+        write_text_atomic(self.path / LAUNCH, run_id + "\n")
+
+    def begun_by(self, run_id: str) -> bool:
+        """Whether torchrun's launch `run_id` began the run here and saved its config: a process that
+        launch restarts continues it. A run another launch (or no launch) began is not this one's."""
+        try:
+            with open(self.path / LAUNCH, encoding="utf-8", errors="replace") as handle:
+                return handle.read(1024).strip() == run_id and self.config.is_file()
+        except OSError:
+            return False
+
     def discard_progress(self) -> None:
         """Forget an abandoned attempt's history and checkpoints (its config.yaml stays): the run
         starts again from its first epoch."""
@@ -168,8 +182,9 @@ class RunFolder:
             handle.flush()
             yield
         except BaseException:
-            if created and [entry.name for entry in self.path.iterdir()] == [LOCK]:
-                (self.path / LOCK).unlink()
+            if created and {entry.name for entry in self.path.iterdir()} <= {LOCK, LAUNCH}:
+                for name in (LOCK, LAUNCH):
+                    (self.path / name).unlink(missing_ok=True)
                 self.path.rmdir()
             raise
         finally:

@@ -139,8 +139,9 @@ def _train(world, settings, options: dict, resume: Optional[Path], out: Optional
         stamp = f"torchrun-{world.run_id}" if world is not None and world.run_id else time.strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{settings.model_name}-{stamp}"
     resuming = resume is not None
-    if world is not None and world.restart > 0 and not resuming:  # torchrun restarted us (--max-restarts)
-        resuming = distributed.on_main(world, RunFolder(out).config.is_file)  # continue what the run saved
+    if world is not None and world.run_id and not resuming:  # a restart (--max-restarts) continues the run
+        # Rank 0 decides from the folder, every rank alike: TORCHELASTIC_RESTART_COUNT is each machine's own count.
+        resuming = distributed.on_main(world, lambda: RunFolder(out).begun_by(world.run_id))
     main = world is None or world.main
     progress = make_progress(quiet or not main)
     try:

@@ -11,6 +11,8 @@ steps training and cross-validation need. Rank 0 alone writes files; the others 
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,7 +35,6 @@ class World:
     size: int  # processes in all
     local_rank: int  # on this machine: which GPU is this process's
     local_size: int  # processes on this machine (they share its cores)
-    restart: int = 0  # torchrun's restarts so far (--max-restarts): > 0 means continue the run
     run_id: str = ""  # torchrun's --rdzv-id (a fresh one per --standalone launch), the same on every restart
 
     @property
@@ -51,9 +52,8 @@ class World:
             if not text.strip().isdigit():
                 raise FmnistError(f"environment variable {name}={text!r}: expected a whole number (torchrun sets it)")
             values[name] = int(text)
-        restart = environ.get("TORCHELASTIC_RESTART_COUNT", "0")
         world = cls(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"], values["LOCAL_WORLD_SIZE"],
-                    int(restart) if restart.isdigit() else 0, environ.get("TORCHELASTIC_RUN_ID", ""))
+                    environ.get("TORCHELASTIC_RUN_ID", ""))
         if not (world.size >= 1 and 0 <= world.rank < world.size and 0 <= world.local_rank < world.local_size):
             raise FmnistError(f"torchrun environment: rank {world.rank} of {world.size}, local rank "
                               f"{world.local_rank} of {world.local_size} does not add up")
@@ -62,16 +62,63 @@ class World:
 
 def join(world: World) -> None:
     """Enter torchrun's process group (once per process): gloo for CPU tensors and, where CUDA is, NCCL for
-    GPU tensors, each process on the GPU of its local rank. The rendezvous (MASTER_ADDR/MASTER_PORT, or
-    torchrun's c10d store) comes from the environment."""
+    GPU tensors, each process on the GPU of its local rank. The store comes from the environment
+    (MASTER_ADDR/MASTER_PORT: torchrun's agent store, or one rank 0 hosts), and the group's keys go under
+    a prefix of this generation's own (`_generation`)."""
     if dist.is_initialized():
         return
+    store, _, _ = next(dist.rendezvous("env://", world.rank, world.size))
+    prefix = _generation(world, store)
     if torch.cuda.is_available():
         if world.local_rank < torch.cuda.device_count():
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group("cpu:gloo,cuda:nccl")
+        backend = "cpu:gloo,cuda:nccl"
     else:
-        dist.init_process_group("gloo")
+        backend = "gloo"
+    dist.init_process_group(backend, store=dist.PrefixStore(prefix + "group/", store), rank=world.rank,
+                            world_size=world.size)
+
+
+_GREETINGS = "fmnist/greeting/"  # + rank: a fresh process's nonce
+_ANSWERS = "fmnist/answer/"  # + nonce: rank 0's token for the process that sent it
+_POLL_SECONDS = 0.02
+
+
+def _generation(world: World, store: dist.Store, timeout: float = 1800.0) -> str:
+    """A key prefix that every process of this generation, and only they, use: a token rank 0 draws.
+
+    torchrun (2.5 and later) keeps one agent store for the whole launch and restarts the processes
+    into it without clearing it, so a restarted process can read a dead one's keys (its gloo address:
+    "Connection refused", or both ranks waiting forever in connectFullMesh; pytorch#135712), and
+    TORCHELASTIC_RESTART_COUNT is no namespace (each machine's agent counts its own restarts). So:
+    every other rank writes a nonce of its own and waits for rank 0's answer to it; rank 0 answers
+    every nonce it sees (a dead process's too, harmlessly) until each rank has said, under the new
+    token, that it has it. Nothing stale can pass: only a live rank 0 can answer a fresh nonce."""
+    if world.rank == 0:
+        token = uuid.uuid4().hex
+        answered: set[bytes] = set()
+        waiting = set(range(1, world.size))
+        deadline = time.monotonic() + timeout
+        while waiting:
+            for rank in sorted(waiting):
+                if store.check([f"fmnist/{token}/ready/{rank}"]):
+                    waiting.discard(rank)
+                elif store.check([f"{_GREETINGS}{rank}"]):
+                    nonce = store.get(f"{_GREETINGS}{rank}")
+                    if nonce not in answered:
+                        store.set(_ANSWERS + nonce.decode(), token)
+                        answered.add(nonce)
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                raise FmnistError(f"rank(s) {sorted(waiting)} did not join the process group in {timeout:.0f} s")
+            time.sleep(_POLL_SECONDS)
+    else:
+        nonce = uuid.uuid4().hex
+        store.set(f"{_GREETINGS}{world.rank}", nonce)
+        token = store.get(_ANSWERS + nonce).decode()  # waits (the store's timeout) for rank 0
+        store.set(f"fmnist/{token}/ready/{world.rank}", "1")
+    return f"fmnist/{token}/"
 
 
 def device_of(world: World, device: torch.device) -> torch.device:

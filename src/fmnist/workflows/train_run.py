@@ -70,6 +70,8 @@ def train(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, 
             stack.enter_context(run.locked())
             if resume:
                 run.remove_stale_parts()  # temporary files of a process that was killed while writing
+            elif world is not None and world.run_id:
+                run.mark_launch(world.run_id)  # torchrun's restarts of this launch continue the run
 
         distributed.on_main(world, check)  # rank 0 checks; a refusal stops every rank with its line
         if dataset is None:
