@@ -15,6 +15,11 @@ and what a second worker and the PostgreSQL storage cost.
    per trial = (study wall time x workers - the trials' own time) / trials: the storage (the count
    under the budget lock, ask, tell), but also the study's set-up and its figures at the end.
 
+4. Storage: the storage's own cost per trial, without training: --storage-trials empty trials (six
+   suggestions, three intermediate reports, as a 3-epoch trial of 002's space makes) through the same
+   steps a worker takes (the budget lock, counting the study's trials, ask, report, tell, heartbeats),
+   on SQLite and on PostgreSQL, --storage-repeats times each, one process.
+
 Markdown on stdout; every number in benchmarks/results/tune.json (--results), rewritten after each search
 and each full run. A run continues the file it is given: a search or full run already in it is not run
 again, so the hours of the issue's settings can be spread over several sittings (--parts, --seeds, --samplers), and
@@ -27,7 +32,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +39,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from machine import machine, spread  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 SPACE = HERE.parent / "configs" / "tune-writeup002.yaml"
 
 
@@ -75,26 +82,44 @@ def train_full(config_values: dict, args, dataset) -> dict:
             "train_seconds": sum(row["seconds"] for row in result.history)}
 
 
+def storage_cost(url: str, trials: int) -> float:
+    """Seconds per empty trial through a worker's storage steps (see the module's docstring, part 4)."""
+    import optuna
+
+    from fmnist.tuning.storage import budget_lock, open_storage
+    from fmnist.workflows.tune_results import budget_state
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = open_storage(url)
+    name = f"storage-{time.time_ns()}"
+    study = optuna.create_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial) -> float:
+        values = [trial.suggest_float("lr", 1e-5, 1e-1, log=True), trial.suggest_int("blocks", 1, 3),
+                  trial.suggest_categorical("batch_size", [32, 50, 64, 128]), trial.suggest_float("dropout", 0, 0.5),
+                  trial.suggest_int("channels", 16, 128, step=16), trial.suggest_categorical("dense", [128, 256, 512])]
+        for epoch in range(3):
+            trial.report(float(epoch), epoch)
+        return float(len(values))
+
+    study.optimize(objective, n_trials=1)  # untimed: the first trial's lazy imports are no storage cost
+    started = time.perf_counter()
+    for _ in range(trials):
+        with budget_lock(storage, name):
+            budget_state(study)
+            study.optimize(objective, n_trials=1)
+    seconds = (time.perf_counter() - started) / trials
+    storage.remove_session()
+    storage.engine.dispose()
+    return seconds
+
+
 def _mean_std(values: list[float]) -> str:
     values = [value for value in values if value is not None]
     if not values:
         return "—"
     spread = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
     return f"{statistics.mean(values) * 100:.2f}{spread}"
-
-
-def machine() -> dict:
-    cpu, flags = platform.processor(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = " ".join(flag for flag in line.split(":", 1)[1].split()
-                                 if flag.startswith(("avx", "amx", "fma")))
-    except OSError:
-        pass
-    return {"cpu": cpu, "flags": flags, "cores": os.cpu_count(), "load_average": os.getloadavg()}
 
 
 def settings(args) -> dict:
@@ -134,8 +159,10 @@ def main() -> None:
     parser.add_argument("--full-limit", type=int, default=None, help="training images of the full runs (default: all)")
     parser.add_argument("--workers-trials", type=int, default=None, help="trials of the workers part (default: --trials)")
     parser.add_argument("--postgres", help="a PostgreSQL URL for the workers part (default: start a throw-away server)")
-    parser.add_argument("--parts", default="search,full,workers",
-                        help="which parts to run, comma-separated (default: all three)")
+    parser.add_argument("--storage-trials", type=int, default=100, help="empty trials per repeat of the storage part")
+    parser.add_argument("--storage-repeats", type=int, default=3, help="repeats of the storage part, per storage")
+    parser.add_argument("--parts", default="search,full,workers,storage",
+                        help="which parts to run, comma-separated (default: all four)")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "tune.json",
                         help="the results file; a run continues it (a search already in it is not run again), "
                              "and it is rewritten after every search and every full run")
@@ -144,8 +171,8 @@ def main() -> None:
     args = parser.parse_args()
     args.workers_trials = args.workers_trials or args.trials
     parts = {part.strip() for part in args.parts.split(",") if part.strip()}
-    if not parts <= {"search", "full", "workers"}:
-        parser.error(f"--parts: unknown part(s) {sorted(parts - {'search', 'full', 'workers'})}")
+    if not parts <= {"search", "full", "workers", "storage"}:
+        parser.error(f"--parts: unknown part(s) {sorted(parts - {'search', 'full', 'workers', 'storage'})}")
     samplers = [sampler.strip() for sampler in args.samplers.split(",") if sampler.strip()]
     if not samplers or not set(samplers) <= {"tpe", "random"}:
         parser.error(f"--samplers: expected tpe, random or both, got {args.samplers!r}")
@@ -189,7 +216,7 @@ def main() -> None:
                 results["full"][name] = {**train_full(values, args, dataset),
                                          **({"config": best} if name == "best found" else {})}
                 record(f"full {name}", results["full"][name])
-        if "workers" in parts:
+        if parts & {"workers", "storage"}:
             server = None
             url = args.postgres
             if url is None:
@@ -200,13 +227,22 @@ def main() -> None:
                 url = server.url
             try:
                 trials_args = argparse.Namespace(**{**vars(args), "trials": args.workers_trials})
-                for workers in (1, 2):
+                for workers in (1, 2) if "workers" in parts else ():
                     if any(run["workers"] == workers for run in results["workers"]):
                         continue
                     run = search(scratch / f"w{workers}", trials_args, 1, "tpe", "hyperband", dataset,
                                  storage=url, workers=workers)
                     results["workers"].append(run)
                     record("workers", run)
+                if "storage" in parts and not results.get("storage"):
+                    costs = {"sqlite": [], "postgresql": []}
+                    for repeat in range(args.storage_repeats):  # interleaved: the machine's drift hits both
+                        costs["sqlite"].append(storage_cost(f"sqlite:///{scratch / f'storage-{repeat}.db'}",
+                                                            args.storage_trials))
+                        costs["postgresql"].append(storage_cost(url, args.storage_trials))
+                    results["storage"] = {"trials": args.storage_trials, "seconds_per_trial": costs,
+                                          "load_at_start": os.getloadavg()[0]}
+                    record("storage", results["storage"])
             finally:
                 if server is not None:
                     server.stop()
@@ -215,8 +251,10 @@ def main() -> None:
 
 def report(results: dict, args) -> None:
     seeds = sorted({run["seed"] for run in results["searches"]})
+    host = results["commands"][-1]["machine"]
+    flags = host.get("flags") or " ".join(host.get("flags_of_note", []))  # older records: "flags"
     print(f"{args.trials} trials per study, --limit {args.limit} --epochs {args.epochs}, seeds {seeds}; "
-          f"{results['commands'][0]['machine']['cpu']} ({results['commands'][0]['machine']['flags']})\n")
+          f"{host['cpu']} ({flags})\n")
     print("| search | best val accuracy % (mean ± std) | pruned trials (mean) | wall s (mean) |")
     print("|---|---|---|---|")
     for sampler, pruner in (("tpe", "hyperband"), ("random", "none")):
@@ -235,8 +273,13 @@ def report(results: dict, args) -> None:
         print("|---|---|---|---|")
         for run in results["workers"]:
             best = "—" if run["best"] is None else f"{run['best'] * 100:.2f}"
-        print(f"| {run['workers']} | {run['wall_seconds']:.0f} | {best} | "
+            print(f"| {run['workers']} | {run['wall_seconds']:.0f} | {best} | "
                   f"{run['overhead_per_trial']:.2f} |")
+    if results.get("storage"):
+        print(f"\n| storage, {results['storage']['trials']} empty trials | ms per trial (mean ± std over repeats) |")
+        print("|---|---|")
+        for kind, seconds in results["storage"]["seconds_per_trial"].items():
+            print(f"| {kind} | {spread([value * 1000 for value in seconds])} |")
 
 
 if __name__ == "__main__":
