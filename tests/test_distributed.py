@@ -210,7 +210,7 @@ def test_torchrun_restarts_a_dead_worker_and_the_run_goes_on_from_its_last_epoch
                "--augment", "flip", "--batch-size", "500"]
     # Before each generation of processes had a store prefix of its own, the restarted ranks read the dead
     # ones' gloo addresses from torchrun's store: "connectFullMesh failed ... Connection refused" and a
-    # restart more, or a hang (4 of 6 launches). --max-restarts 2: one for the kill, one spare for a crash
+    # restart more, or a hang (3 of 6 launches). --max-restarts 2: one for the kill, one spare for a crash
     # seen once in 24 launches (rank 1 aborting at its exit after the last epoch, a different defect).
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--max-restarts=2",
                "-m", "fmnist", "train", *options, "--out", str(out)]
