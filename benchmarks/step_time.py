@@ -1,75 +1,208 @@
-"""Milliseconds per training step of a registered model at batch 32: where the time of a step goes.
+"""Milliseconds per training step at batch 32, and what changes them: the CPU's instruction set, the
+precision, the memory layout, the optimizer's update kernel, torch.compile.
 
-    .venv/bin/python benchmarks/step_time.py --model baseline --steps 400
+    .venv/bin/python benchmarks/step_time.py                                  # baseline: every variant, 5 repeats
+    .venv/bin/python benchmarks/step_time.py --models baseline,minivgg --isas native,avx2 --repeats 5
+    .venv/bin/python benchmarks/step_time.py --compile none,default --kernels foreach   # torch.compile's step
 
-Times fmnist's own training step (uint8 batch gathered from the resident training set, channels-last
-model, cross-entropy, SGD with momentum, loss and accuracy summed on the device) under bf16 autocast and
-in fp32, and in bf16 with the model in the default (NCHW) layout instead of channels-last, each with
-SGD's three update kernels: the per-parameter loop, `foreach` and `fused`. 50 steps of warm-up are
-excluded; the figure is the mean over the next --steps steps.
+Each measurement is a process of its own (the instruction set oneDNN may use is read from
+ONEDNN_MAX_CPU_ISA when torch starts: `--isas avx2` emulates an AVX2-only CPU on a newer one, as issue 18
+asks), running fmnist's training step as the trainer does (a uint8 batch gathered from the resident
+training set, which the model scales itself, cross-entropy, SGD with momentum 0.9, loss and accuracy summed on the
+device): --warmup steps untimed, then the mean over --steps steps. The processes run one after another in
+an order rotated each repeat (the machine's drift spreads over every variant); each figure is the mean ±
+std over --repeats. Each process also records which instruction set oneDNN says it used (one step under
+oneDNN's verbose mode) and the loss after its steps, so that a faster variant that computes something else
+shows. bf16 autocast is measured only where the CPU has native bf16 (AVX512-BF16 or AMX), unless
+--precisions says so. Markdown on stdout; every run in --results, with the machine and what ran beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import torch
-from torch.nn import functional as F
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from machine import machine, spread  # noqa: E402  (benchmarks/machine.py, beside this script)
 
-import fmnist
-from fmnist import models
+KERNELS = ("loop", "foreach", "fused")  # SGD's update: one kernel per parameter, batched, or one fused kernel
+BATCH = 32
 
 
-def step_ms(name: str, images: torch.Tensor, labels: torch.Tensor, steps: int, bf16: bool, kernel: str,
-            channels_last: bool = True) -> float:
+def measure(variant: dict, warmup: int, steps: int) -> dict:
+    """In this process: one variant's milliseconds per step (run by the parent as a child process)."""
+    import torch
+    from torch.nn import functional as F
+
+    import fmnist
+    from fmnist import models
+
     torch.manual_seed(0)
-    model = models.create(name)
-    if channels_last:
+    data = fmnist.load_dataset(download=False)
+    images = torch.from_numpy(data.train.images).unsqueeze(1)  # uint8, resident, as the trainer keeps it
+    labels = torch.from_numpy(data.train.labels).long()
+    model = models.create(variant["model"])
+    if variant["layout"] == "channels_last":
         model = model.to(memory_format=torch.channels_last)
-    options = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[kernel]
+    options = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[variant["kernel"]]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, **options)
+    bf16 = variant["precision"] == "bf16"
+
+    def forward_backward(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(xb)  # raw uint8 pixels: every model scales them itself
+        loss = F.cross_entropy(logits.float(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), (logits.argmax(1) == yb).sum()
+
+    if variant["compile"] != "none":
+        forward_backward = torch.compile(forward_backward, mode=None if variant["compile"] == "default"
+                                         else variant["compile"])
     order = torch.randperm(len(images))
     loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.int64)
 
     def step(i: int) -> None:
         nonlocal loss_sum, correct
-        batch = order[i * 32 : (i + 1) * 32]
-        xb, yb = images[batch], labels[batch]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(xb)
-        loss = F.cross_entropy(logits.float(), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.argmax(1) == yb).sum()
+        batch = order[(i * BATCH) % len(order):][:BATCH]
+        loss, right = forward_backward(images[batch], labels[batch])
+        loss_sum += loss * len(batch)
+        correct += right
 
-    for i in range(50):
+    step(0)
+    isa = _onednn_isa(lambda: step(1))
+    for i in range(2, warmup):
         step(i)
     started = time.perf_counter()
-    for i in range(50, 50 + steps):
+    for i in range(warmup, warmup + steps):
         step(i)
-    return (time.perf_counter() - started) / steps * 1000
+    seconds = time.perf_counter() - started
+    return {"ms_per_step": seconds / steps * 1000, "onednn_isa": isa, "mean_loss": float(loss_sum) / ((warmup + steps) * BATCH),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def _onednn_isa(work) -> str:
+    """The instruction set oneDNN reports while `work` runs under its verbose mode ('' when it reports none:
+    a model whose layers torch computes without oneDNN)."""
+    import torch
+
+    with tempfile.TemporaryFile() as capture:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(capture.fileno(), 1)  # oneDNN writes to the C stdout
+        try:
+            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                work()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read(1 << 20).decode(errors="replace")
+    for line in text.splitlines():
+        if ",isa:" in line:
+            return line.split(",isa:", 1)[1].split(",")[0].strip()
+    return ""
+
+
+def native_bf16() -> bool:
+    flags = Path("/proc/cpuinfo").read_text().split()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def run_child(variant: dict, args) -> dict:
+    env = dict(os.environ)
+    env.pop("ONEDNN_MAX_CPU_ISA", None)
+    if variant["isa"] != "native":
+        env["ONEDNN_MAX_CPU_ISA"] = variant["isa"].upper()
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    command = [sys.executable, __file__, "--child", json.dumps(variant), "--warmup", str(args.warmup),
+               "--steps", str(args.steps)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1][:300]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="baseline", choices=models.names())
-    parser.add_argument("--steps", type=int, default=400)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="baseline", help="registered models, comma-separated")
+    parser.add_argument("--isas", default="native", help="native and/or oneDNN ISA caps (avx2, avx512_core, ...)")
+    parser.add_argument("--precisions", default=None, help="fp32 and/or bf16 (default: fp32, and bf16 where native)")
+    parser.add_argument("--layouts", default="channels_last,contiguous")
+    parser.add_argument("--kernels", default=",".join(KERNELS))
+    parser.add_argument("--compile", default="none", help="none and/or torch.compile modes (default, max-autotune-no-cudagraphs)")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of every process (default: torch's)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed to one measurement")
+    parser.add_argument("--results", type=Path, default=HERE / "results" / "step_time.json")
+    parser.add_argument("--beside", default="nothing", help="what else ran on the machine, recorded with the figures")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.steps * 32 + 50 * 32 > 60_000:
-        parser.error("--steps: at most 1,825 (one pass over the 60,000 training images)")
-    data = fmnist.load_dataset(download=False)
-    images = torch.from_numpy(data.train.images).unsqueeze(1)
-    labels = torch.from_numpy(data.train.labels).long()
-    print(f"| {args.model}, batch 32 | per-parameter loop | foreach | fused |")
-    print("|---|---|---|---|")
-    for label, bf16, channels_last in (("bf16 autocast", True, True), ("fp32", False, True),
-                                       ("bf16 autocast, NCHW layout", True, False)):
-        cells = [f"{step_ms(args.model, images, labels, args.steps, bf16, kernel, channels_last):.2f} ms"
-                 for kernel in ("loop", "foreach", "fused")]
-        print(f"| {label} | {' | '.join(cells)} |", flush=True)
+    if args.child:
+        print(json.dumps(measure(json.loads(args.child), args.warmup, args.steps)))
+        return
+    if args.warmup < 3 or args.steps < 1:
+        parser.error("--warmup: at least 3 (the first steps are untimed); --steps: at least 1")
+
+    def listed(text: str) -> list[str]:
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    precisions = listed(args.precisions) if args.precisions else ["fp32"] + (["bf16"] if native_bf16() else [])
+    dimensions = {"model": listed(args.models), "isa": listed(args.isas), "precision": precisions,
+                  "layout": listed(args.layouts), "compile": listed(args.compile), "kernel": listed(args.kernels)}
+    variants = [dict(zip(dimensions, values)) for values in itertools.product(*dimensions.values())]
+    runs: dict[str, list[dict]] = {json.dumps(variant): [] for variant in variants}
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    for repeat in range(args.repeats):
+        shift = repeat % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            result = run_child(variant, args)
+            runs[json.dumps(variant)].append(result)
+            print(f"# repeat {repeat + 1}/{args.repeats} {variant}: {result}", file=sys.stderr, flush=True)
+    results = {"command": " ".join(sys.argv), "started": started, "machine": machine(), "beside": args.beside,
+               "settings": {"steps": args.steps, "warmup": args.warmup, "batch": BATCH, "repeats": args.repeats,
+                            "threads": args.threads},
+               "variants": [{**json.loads(key), "runs": value} for key, value in runs.items()]}
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.results.with_name(args.results.name + ".partial")
+    partial.write_text(json.dumps(results, indent=2) + "\n")
+    partial.replace(args.results)
+    report(results)
+
+
+def report(results: dict) -> None:
+    host = results["machine"]
+    print(f"{host['cpu']}, {host['cores']} cores, flags {' '.join(host.get('flags_of_note', []))}; torch "
+          f"{host.get('torch')}; beside: {results['beside']}; {results['settings']['repeats']} repeats of "
+          f"{results['settings']['steps']} steps at batch {BATCH}, ms per step (mean ± std)\n")
+    kernels = list(dict.fromkeys(variant["kernel"] for variant in results["variants"]))
+    rows: dict[tuple, dict[str, str]] = {}
+    for variant in results["variants"]:
+        key = (variant["model"], variant["isa"], variant["precision"], variant["layout"], variant["compile"])
+        good = [run for run in variant["runs"] if "error" not in run]
+        if good:
+            isa = good[0]["onednn_isa"] or "—"
+            cell = f"{spread([run['ms_per_step'] for run in good], 2)} ({isa}, loss {good[0]['mean_loss']:.4f})"
+        else:
+            cell = f"failed: {variant['runs'][0]['error']}"
+        rows.setdefault(key, {})[variant["kernel"]] = cell
+    print(f"| model | ISA cap | precision | layout | compile | {' | '.join(kernels)} |")
+    print("|" + "---|" * (5 + len(kernels)))
+    for key, cells in rows.items():
+        print(f"| {' | '.join(key)} | {' | '.join(cells.get(kernel, '') for kernel in kernels)} |")
 
 
 if __name__ == "__main__":
