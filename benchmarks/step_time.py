@@ -114,11 +114,6 @@ def _onednn_isa(work) -> str:
     return ""
 
 
-def native_bf16() -> bool:
-    flags = Path("/proc/cpuinfo").read_text().split()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def run_child(variant: dict, args) -> dict:
     env = dict(os.environ)
     env.pop("ONEDNN_MAX_CPU_ISA", None)
@@ -160,7 +155,9 @@ def main() -> None:
     def listed(text: str) -> list[str]:
         return [item.strip() for item in text.split(",") if item.strip()]
 
-    precisions = listed(args.precisions) if args.precisions else ["fp32"] + (["bf16"] if native_bf16() else [])
+    from fmnist.device import cpu_has_native_bf16  # the rule `--precision auto` follows
+
+    precisions = listed(args.precisions) if args.precisions else ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
     dimensions = {"model": listed(args.models), "isa": listed(args.isas), "precision": precisions,
                   "layout": listed(args.layouts), "compile": listed(args.compile), "kernel": listed(args.kernels)}
     variants = [dict(zip(dimensions, values)) for values in itertools.product(*dimensions.values())]
