@@ -339,3 +339,38 @@ def test_summary_rows_sum_to_total_with_batchnorm_statistics():
     assert rows["conv2_pool"].output_shape == (None, 128, 7, 7)
     assert not model.training
     assert "Non-trainable params: 14,528" in models.format_summary(summary, "fmnistcnn")
+
+
+def test_flatten_sends_its_gradient_back_channels_last_with_the_same_values():
+    """The trainer's activations are channels-last; the flattened copy's gradient used to come back in the
+    plain layout, and the max-pool before it converted its whole input to match, every step."""
+    from fmnist.models.layers import Flatten
+
+    torch.manual_seed(0)
+    weight, source = torch.randn(5, 8 * 6 * 6), torch.randn(4, 8, 6, 6)
+
+    def gradient_reaching_the_layer_before(flatten: nn.Module, memory_format) -> torch.Tensor:
+        leaf = source.clone().requires_grad_()
+        activations = leaf * 2.0  # stands for the max-pool: not a leaf, so its gradient keeps the layout it gets
+        activations = activations.contiguous(memory_format=memory_format)
+        flat, seen = flatten(activations), []
+        activations.register_hook(seen.append)  # after the layer's own: what the layer before receives
+        (flat @ weight.T).square().sum().backward()
+        return seen[0]
+
+    ours = gradient_reaching_the_layer_before(Flatten(), torch.channels_last)
+    torchs = gradient_reaching_the_layer_before(nn.Flatten(), torch.channels_last)
+    assert ours.is_contiguous(memory_format=torch.channels_last) and not ours.is_contiguous()
+    assert torchs.is_contiguous() and not torchs.is_contiguous(memory_format=torch.channels_last)  # the copy it cost
+    assert torch.equal(ours, torchs)
+    assert gradient_reaching_the_layer_before(Flatten(), torch.contiguous_format).is_contiguous()  # left as it is
+    # torch.func's transforms (the stacked folds' vmap) run it as before
+    grads = torch.func.vmap(torch.func.grad(lambda t: Flatten()(t).square().sum()))(source.to(memory_format=torch.channels_last))
+    assert torch.allclose(grads, 2 * source)
+
+
+@pytest.mark.parametrize("name", ["baseline", "minivgg", "conv3"])
+def test_write_up_models_flatten_with_the_layout_keeping_flatten(name):
+    from fmnist.models.layers import Flatten
+
+    assert any(isinstance(module, Flatten) for module in models.create(name).modules())

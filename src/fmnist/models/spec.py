@@ -37,7 +37,7 @@ from torch import nn
 from fmnist.bounded import BoundsError, brief, parse_json, parse_yaml, read_text_file
 from fmnist.errors import DataError, FmnistError
 from fmnist.limits import MAX_ACTIVATION_BYTES, MAX_BLOCKS, MAX_INTEGER, MAX_PARAMETERS, MAX_SPEC_BYTES
-from fmnist.models.layers import ACTIVATIONS, Rescale, activation, batch_norm1d, batch_norm2d, conv2d, dense
+from fmnist.models.layers import ACTIVATIONS, Flatten, Rescale, activation, batch_norm1d, batch_norm2d, conv2d, dense
 
 INPUT_SIZE = 28  # images are 28x28; the shrink check and the first Dense layer's width follow from it
 CONV_FIELDS = ("pad", "channels", "filter", "stride", "pool", "activation")
@@ -270,7 +270,7 @@ def build_from_spec(spec: Any, num_classes: int = 10, in_channels: int = 1) -> n
         layers[f"{name}_act"] = activation(act)
         layers[f"{name}_pool"] = nn.MaxPool2d(pool)  # pool 1 is an identity, kept as in 002
         channels, size = out_channels, conv_output_size(size, pad, filter_size, stride) // pool
-    layers["flatten"] = nn.Flatten()  # (N, channels * size * size), NCHW order
+    layers["flatten"] = Flatten()  # (N, channels * size * size), NCHW order
     features = channels * size * size
     fc_names = [name for name in spec if name.startswith("fc")]
     for name in fc_names:

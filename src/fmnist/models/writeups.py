@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from fmnist.models.layers import Rescale, batch_norm1d, batch_norm2d, conv2d, dense
+from fmnist.models.layers import Flatten, Rescale, batch_norm1d, batch_norm2d, conv2d, dense
 from fmnist.models.registry import register
 from fmnist.models.spec import DEFAULT_SPEC, build_from_spec, with_num_classes
 
@@ -27,7 +27,7 @@ def baseline(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
         conv1=conv2d(in_channels, 32, 3, init="he_uniform"),  # (N, 32, 26, 26)
         conv1_relu=nn.ReLU(),
         pool1=nn.MaxPool2d(2),  # (N, 32, 13, 13)
-        flatten=nn.Flatten(),  # (N, 5408)
+        flatten=Flatten(),  # (N, 5408)
         dense1=dense(32 * 13 * 13, 100, init="he_uniform"),  # (N, 100)
         dense1_relu=nn.ReLU(),
         dense2=dense(100, num_classes),  # (N, classes) logits
@@ -39,7 +39,7 @@ def dense_model(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     """Write-up 003's simple_dense_model(): no convolutions, a reference point for the CNNs."""
     return nn.Sequential(OrderedDict(
         rescale=Rescale(),
-        flatten=nn.Flatten(),  # (N, 784)
+        flatten=Flatten(),  # (N, 784)
         dense1=dense(in_channels * 28 * 28, 128),  # (N, 128)
         dense1_relu=nn.ReLU(),
         dense2=dense(128, num_classes),  # (N, classes) logits
@@ -57,7 +57,7 @@ def conv64x2(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
         conv2=conv2d(64, 64, 3),  # (N, 64, 11, 11)
         conv2_relu=nn.ReLU(),
         pool2=nn.MaxPool2d(2),  # (N, 64, 5, 5)
-        flatten=nn.Flatten(),  # (N, 1600)
+        flatten=Flatten(),  # (N, 1600)
         dense1=dense(64 * 5 * 5, 128),  # (N, 128)
         dense1_relu=nn.ReLU(),
         dense2=dense(128, num_classes),  # (N, classes) logits
@@ -81,7 +81,7 @@ def _conv3(num_classes: int, in_channels: int, dropout: tuple[float, float, floa
     layers["conv3_relu"] = nn.ReLU()
     if dropout:
         layers["drop3"] = nn.Dropout(dropout[2])
-    layers["flatten"] = nn.Flatten()  # (N, 1152)
+    layers["flatten"] = Flatten()  # (N, 1152)
     layers["dense1"] = dense(128 * 3 * 3, 128)  # (N, 128)
     layers["dense1_relu"] = nn.ReLU()
     if dropout:
@@ -124,7 +124,7 @@ def minivgg(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
         conv2_2_bn=batch_norm2d(64),
         pool2=nn.MaxPool2d(2),  # (N, 64, 7, 7)
         drop2=nn.Dropout(0.25),
-        flatten=nn.Flatten(),  # (N, 3136)
+        flatten=Flatten(),  # (N, 3136)
         dense1=dense(64 * 7 * 7, 512),  # (N, 512)
         dense1_relu=nn.ReLU(),
         dense1_bn=batch_norm1d(512),
