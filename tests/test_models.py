@@ -13,7 +13,7 @@ from torch import nn
 from fmnist import models
 from fmnist.errors import FmnistError
 from fmnist.models import DEFAULT_SPEC, SpecError
-from fmnist.models.layers import Rescale, dense, glorot_uniform_, he_normal_, he_uniform_
+from fmnist.models.layers import Flatten, Rescale, dense, glorot_uniform_, he_normal_, he_uniform_
 
 # (total, trainable) as the write-ups' Keras model.summary() reports them.
 KERAS_COUNTS = {
@@ -344,8 +344,6 @@ def test_summary_rows_sum_to_total_with_batchnorm_statistics():
 def test_flatten_sends_its_gradient_back_channels_last_with_the_same_values():
     """The trainer's activations are channels-last; the flattened copy's gradient used to come back in the
     plain layout, and the max-pool before it converted its whole input to match, every step."""
-    from fmnist.models.layers import Flatten
-
     torch.manual_seed(0)
     weight, source = torch.randn(5, 8 * 6 * 6), torch.randn(4, 8, 6, 6)
 
@@ -371,6 +369,4 @@ def test_flatten_sends_its_gradient_back_channels_last_with_the_same_values():
 
 @pytest.mark.parametrize("name", ["baseline", "minivgg", "conv3"])
 def test_write_up_models_flatten_with_the_layout_keeping_flatten(name):
-    from fmnist.models.layers import Flatten
-
     assert any(isinstance(module, Flatten) for module in models.create(name).modules())
