@@ -34,6 +34,12 @@ def machine() -> dict:
             "busiest": busiest}
 
 
+def describe(recorded: dict) -> str:
+    """One line for a table's caption: CPU, cores, the flags that decide the kernels, load average."""
+    return (f"{recorded['cpu']}, {recorded['cores']} cores, {' '.join(recorded['flags_of_note'])}; load average "
+            f"{recorded['load_average'][0]:.1f} at the start")
+
+
 def spread(values: list[float], digits: int = 1) -> str:
     """mean ± sample std of repeated measurements (the value alone when there is one)."""
     if len(values) < 2:

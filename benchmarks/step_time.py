@@ -33,6 +33,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import machine, spread  # noqa: E402  (benchmarks/machine.py, beside this script)
 
+# The rule `--precision auto` follows. Importing fmnist also sets its OpenMP default (OMP_WAIT_POLICY=PASSIVE,
+# unless set), which the child processes inherit: they wait for work as the CLI's training does.
+from fmnist.device import cpu_has_native_bf16
+
 KERNELS = ("loop", "foreach", "fused")  # SGD's update: one kernel per parameter, batched, or one fused kernel
 BATCH = 32
 
@@ -154,8 +158,6 @@ def main() -> None:
 
     def listed(text: str) -> list[str]:
         return [item.strip() for item in text.split(",") if item.strip()]
-
-    from fmnist.device import cpu_has_native_bf16  # the rule `--precision auto` follows
 
     precisions = listed(args.precisions) if args.precisions else ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
     dimensions = {"model": listed(args.models), "isa": listed(args.isas), "precision": precisions,

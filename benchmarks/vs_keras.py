@@ -26,13 +26,14 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe, machine  # benchmarks/machine.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 RECIPES = ("baseline", "minivgg")
@@ -190,6 +191,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per framework")
     parser.add_argument("--target", type=float, default=None, help="test accuracy for time-to-target, e.g. 0.90")
     parser.add_argument("--quiet", action="store_true", help="no line per epoch")
+    parser.add_argument("--results", type=Path, default=None, help="default: benchmarks/results/vs_keras-RECIPE.json")
     parser.add_argument("--worker", choices=("keras", "fmnist"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -216,13 +218,13 @@ def main() -> None:
     summary = {framework: summarise(framework_runs, args.target) for framework, framework_runs in runs.items()}
     results = {
         "recipe": args.recipe, "epochs": epochs, "seeds": args.seeds, "target": args.target,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "machine": machine(),
         "versions": {"torch": torch.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "wall_seconds": time.perf_counter() - started,
         **summary,
     }
-    out = HERE / "results" / f"vs_keras-{args.recipe}.json"
+    out = args.results or HERE / "results" / f"vs_keras-{args.recipe}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(_table(results))
@@ -244,7 +246,7 @@ def _table(results: dict) -> str:
 
     lines = [f"{results['recipe']}, {results['epochs']} epochs, batch 32, mean ± std over {results['seeds']} seeds "
              f"(torch {results['versions']['torch']}, TensorFlow {results['versions']['tensorflow']}, "
-             f"Keras {results['versions']['keras']}; {results['machine']})",
+             f"Keras {results['versions']['keras']}; {describe(results['machine'])})",
              "", "| | Keras/TensorFlow | fmnist | fmnist / Keras |", "|---|---|---|---|",
              f"| seconds per epoch (epoch 1 excluded) | {cell(keras_['seconds_per_epoch'], ' s')} | "
              f"{cell(ours['seconds_per_epoch'], ' s')} | {ratio('seconds_per_epoch')} |"]

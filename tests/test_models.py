@@ -369,4 +369,16 @@ def test_flatten_sends_its_gradient_back_channels_last_with_the_same_values():
 
 @pytest.mark.parametrize("name", ["baseline", "minivgg", "conv3"])
 def test_write_up_models_flatten_with_the_layout_keeping_flatten(name):
-    assert any(isinstance(module, Flatten) for module in models.create(name).modules())
+    model = models.create(name).to(memory_format=torch.channels_last)  # as the trainer keeps it
+    flattens = [module for module in model.modules() if isinstance(module, Flatten)]
+    assert len(flattens) == 1
+    received = []
+
+    def watch(module, inputs, output) -> None:  # after Flatten's own hook: what the layer before it receives
+        inputs[0].register_hook(received.append)
+
+    flattens[0].register_forward_hook(watch)
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    model(images).sum().backward()
+    assert received[0].dim() == 4 and received[0].is_contiguous(memory_format=torch.channels_last)
+    assert not received[0].is_contiguous()

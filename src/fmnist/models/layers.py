@@ -62,15 +62,10 @@ def _channels_last(grad: torch.Tensor) -> torch.Tensor:
     return grad.contiguous(memory_format=torch.channels_last)
 
 
-# torch has no public test for a tensor inside torch.func's transforms; this private one exists since 2.0.
-# Should a later torch drop it, every tensor counts as wrapped: the hook is skipped, nothing breaks.
-_IS_WRAPPED = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda tensor: True)
-
-
-def _in_functorch(x: torch.Tensor) -> bool:
-    """A tensor of torch.func's transforms (vmap over stacked folds): layouts are theirs to choose
-    (vmap refuses a channels-last .contiguous())."""
-    return _IS_WRAPPED(x)
+# Whether a tensor belongs to torch.func's transforms (vmap over stacked folds), whose layouts are theirs
+# to choose (vmap refuses a channels-last .contiguous()). torch has no public test; this private one exists
+# since 2.0. Should a later torch drop it, every tensor counts as wrapped: the hook is skipped, nothing breaks.
+_in_functorch = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda tensor: True)
 
 
 def _fans(weight: torch.Tensor) -> tuple[int, int]:
