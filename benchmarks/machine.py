@@ -9,6 +9,8 @@ import statistics
 import subprocess
 from pathlib import Path
 
+from fmnist.runtime import AVX2_ONLY
+
 
 def machine() -> dict:
     """CPU model, cores, the vector flags that decide the kernels (AVX*, FMA, AMX), Python and torch versions, the
@@ -32,6 +34,19 @@ def machine() -> dict:
             "flags_of_note": [flag for flag in fields.get("flags", "").split() if flag.startswith(("avx", "fma", "amx"))],
             "python": platform.python_version(), "torch": torch_version, "load_average": os.getloadavg(),
             "busiest": busiest}
+
+
+# Emulating an older CPU on a newer one (issue 18): fmnist.runtime.AVX2_ONLY holds oneDNN (TensorFlow's too), ATen
+# and MKL to AVX2 + FMA in the processes started with it.
+ISAS = {"native": {}, "avx2": AVX2_ONLY}
+ISA_VARIABLES = tuple(AVX2_ONLY)
+
+
+def isa_environment(isa: str, base: dict | None = None) -> dict:
+    """A copy of `base` (default: os.environ) whose libraries use instruction set `isa` ("native": the CPU's own)."""
+    env = {key: value for key, value in (os.environ if base is None else base).items() if key not in ISA_VARIABLES}
+    env.update(ISAS[isa])
+    return env
 
 
 def describe(recorded: dict) -> str:

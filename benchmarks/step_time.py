@@ -5,9 +5,8 @@ precision, the memory layout, the optimizer's update kernel, torch.compile.
     .venv/bin/python benchmarks/step_time.py --models baseline,minivgg --isas native,avx2 --repeats 5
     .venv/bin/python benchmarks/step_time.py --compile none,default --kernels foreach   # torch.compile's step
 
-Each measurement is a process of its own (the instruction set oneDNN may use is read from
-ONEDNN_MAX_CPU_ISA when torch starts: `--isas avx2` emulates an AVX2-only CPU on a newer one, as issue 18
-asks), running fmnist's training step as the trainer does (a uint8 batch gathered from the resident
+Each measurement is a process of its own (oneDNN, ATen and MKL read the instruction set they may use when
+torch loads: `--isas avx2` emulates an AVX2-only CPU on a newer one, as issue 18 asks; machine.ISAS), running fmnist's training step as the trainer does (a uint8 batch gathered from the resident
 training set, which the model scales itself, cross-entropy, SGD with momentum 0.9, loss and accuracy summed on the
 device): --warmup steps untimed, then the mean over --steps steps. The processes run one after another in
 an order rotated each repeat (the machine's drift spreads over every variant); each figure is the mean ±
@@ -31,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from machine import machine, spread  # noqa: E402  (benchmarks/machine.py, beside this script)
+from machine import ISAS, isa_environment, machine, spread  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 # The rule `--precision auto` follows. Importing fmnist also sets its OpenMP default (OMP_WAIT_POLICY=PASSIVE,
 # unless set), which the child processes inherit: they wait for work as the CLI's training does.
@@ -119,10 +118,7 @@ def _onednn_isa(work) -> str:
 
 
 def run_child(variant: dict, args) -> dict:
-    env = dict(os.environ)
-    env.pop("ONEDNN_MAX_CPU_ISA", None)
-    if variant["isa"] != "native":
-        env["ONEDNN_MAX_CPU_ISA"] = variant["isa"].upper()
+    env = isa_environment(variant["isa"])
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     command = [sys.executable, __file__, "--child", json.dumps(variant), "--warmup", str(args.warmup),
@@ -136,7 +132,7 @@ def run_child(variant: dict, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="baseline", help="registered models, comma-separated")
-    parser.add_argument("--isas", default="native", help="native and/or oneDNN ISA caps (avx2, avx512_core, ...)")
+    parser.add_argument("--isas", default="native", help=f"any of {', '.join(ISAS)} (avx2: emulated, machine.ISAS)")
     parser.add_argument("--precisions", default=None, help="fp32 and/or bf16 (default: fp32, and bf16 where native)")
     parser.add_argument("--layouts", default="channels_last,contiguous")
     parser.add_argument("--kernels", default=",".join(KERNELS))
@@ -162,6 +158,8 @@ def main() -> None:
     precisions = listed(args.precisions) if args.precisions else ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
     dimensions = {"model": listed(args.models), "isa": listed(args.isas), "precision": precisions,
                   "layout": listed(args.layouts), "compile": listed(args.compile), "kernel": listed(args.kernels)}
+    if set(dimensions["isa"]) - set(ISAS):
+        parser.error(f"--isas: any of {', '.join(ISAS)}")
     variants = [dict(zip(dimensions, values)) for values in itertools.product(*dimensions.values())]
     runs: dict[str, list[dict]] = {json.dumps(variant): [] for variant in variants}
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")

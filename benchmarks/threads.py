@@ -42,6 +42,7 @@ CONFIGS = {
     "2 threads, OMP_WAIT_POLICY=PASSIVE": (2, {"OMP_WAIT_POLICY": "PASSIVE"}, None),
     "1 thread, OMP_WAIT_POLICY=PASSIVE": (1, {"OMP_WAIT_POLICY": "PASSIVE"}, None),
     "2 threads, GOMP_SPINCOUNT=10000": (2, {"GOMP_SPINCOUNT": "10000"}, None),
+    "2 threads, GOMP_SPINCOUNT=1000": (2, {"GOMP_SPINCOUNT": "1000"}, None),
     "2 threads, interop threads 1": (2, {}, 1),
 }
 WORKLOADS = {"baseline, batch 32": "baseline", "fast, batch 256": "fast"}

@@ -3,6 +3,7 @@
     .venv/bin/pip install -e '.[bench]'            # tensorflow-cpu + keras (make bench does both)
     .venv/bin/python benchmarks/vs_keras.py --recipe baseline --epochs 10 --seeds 3 --target 0.90
     .venv/bin/python benchmarks/vs_keras.py --recipe minivgg --epochs 3 --seeds 3
+    .venv/bin/python benchmarks/vs_keras.py --recipe baseline --epochs 3 --seeds 3 --isa avx2   # an AVX2-only CPU
 
 For each recipe and seed the Keras script and the same recipe in fmnist run one after the other,
 each in a fresh process, the order alternating between seeds so that a drift in the machine's
@@ -15,9 +16,12 @@ images after it; only the training is timed. Reported per framework, mean ± std
   test accuracy reaches --target (only when every seed of both frameworks reaches it);
 - the final test accuracy.
 
+`--isa avx2` runs both frameworks as on an AVX2-only CPU (machine.ISAS: oneDNN, which TensorFlow uses too,
+ATen and MKL held to AVX2 + FMA); fmnist's `--precision auto` then trains in fp32, as it would there.
+
 Keras reads Fashion-MNIST from its own cache (`KERAS_HOME/datasets/fashion-mnist`); the script fills
 a private KERAS_HOME from fmnist's verified copy first, so nothing is downloaded. Results go to stdout
-as Markdown and to benchmarks/results/vs_keras-RECIPE.json.
+as Markdown and to benchmarks/results/vs_keras-RECIPE[-ISA-emulated].json.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import describe, machine  # benchmarks/machine.py, beside this script
+from machine import ISAS, describe, isa_environment, machine  # benchmarks/machine.py, beside this script
+
+from fmnist import runtime
 
 HERE = Path(__file__).resolve().parent
 RECIPES = ("baseline", "minivgg")
@@ -139,8 +145,13 @@ def fill_keras_cache(keras_home: Path) -> None:
             path.write_bytes(gzip.compress(formats.read_file_bytes(dataset.source.files[role]), mtime=0))
 
 
-def run_worker(framework: str, recipe: str, epochs: int, seed: int, keras_home: Path, quiet: bool) -> list[dict]:
-    env = dict(os.environ, KERAS_HOME=str(keras_home), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+def run_worker(framework: str, recipe: str, epochs: int, seed: int, keras_home: Path, quiet: bool,
+               isa: str = "native") -> list[dict]:
+    env = isa_environment(isa, dict(os.environ, KERAS_HOME=str(keras_home), TF_CPP_MIN_LOG_LEVEL="2",
+                                    PYTHONUNBUFFERED="1"))
+    if framework == "keras":  # TensorFlow as users run it: without what importing fmnist set in this process
+        for name in runtime.SET_BY_FMNIST:
+            env.pop(name, None)
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--recipe", recipe,
                "--epochs", str(epochs), "--seed", str(seed)]
     rows = []
@@ -190,6 +201,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 10 baseline, 3 minivgg)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per framework")
     parser.add_argument("--target", type=float, default=None, help="test accuracy for time-to-target, e.g. 0.90")
+    parser.add_argument("--isa", choices=sorted(ISAS), default="native",
+                        help="the instruction set both frameworks may use (avx2: an AVX2-only CPU, emulated)")
     parser.add_argument("--quiet", action="store_true", help="no line per epoch")
     parser.add_argument("--results", type=Path, default=None, help="default: benchmarks/results/vs_keras-RECIPE.json")
     parser.add_argument("--worker", choices=("keras", "fmnist"), help=argparse.SUPPRESS)
@@ -214,17 +227,20 @@ def main() -> None:
         for seed in range(1, args.seeds + 1):
             order = ("keras", "fmnist") if seed % 2 else ("fmnist", "keras")
             for framework in order:
-                runs[framework].append(run_worker(framework, args.recipe, epochs, seed, Path(keras_home), args.quiet))
+                runs[framework].append(run_worker(framework, args.recipe, epochs, seed, Path(keras_home), args.quiet,
+                                                  args.isa))
     summary = {framework: summarise(framework_runs, args.target) for framework, framework_runs in runs.items()}
     results = {
-        "recipe": args.recipe, "epochs": epochs, "seeds": args.seeds, "target": args.target,
+        "recipe": args.recipe, "epochs": epochs, "seeds": args.seeds, "target": args.target, "isa": args.isa,
+        "isa_environment": ISAS[args.isa],
         "machine": machine(),
         "versions": {"torch": torch.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "wall_seconds": time.perf_counter() - started,
         **summary,
     }
-    out = args.results or HERE / "results" / f"vs_keras-{args.recipe}.json"
+    emulated = "" if args.isa == "native" else f"-{args.isa}-emulated"
+    out = args.results or HERE / "results" / f"vs_keras-{args.recipe}{emulated}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(_table(results))
@@ -246,7 +262,9 @@ def _table(results: dict) -> str:
 
     lines = [f"{results['recipe']}, {results['epochs']} epochs, batch 32, mean ± std over {results['seeds']} seeds "
              f"(torch {results['versions']['torch']}, TensorFlow {results['versions']['tensorflow']}, "
-             f"Keras {results['versions']['keras']}; {describe(results['machine'])})",
+             f"Keras {results['versions']['keras']}; {describe(results['machine'])}"
+             + (f"; emulated {results['isa']}: {results['isa_environment']})" if results.get("isa", "native") != "native"
+                else ")"),
              "", "| | Keras/TensorFlow | fmnist | fmnist / Keras |", "|---|---|---|---|",
              f"| seconds per epoch (epoch 1 excluded) | {cell(keras_['seconds_per_epoch'], ' s')} | "
              f"{cell(ours['seconds_per_epoch'], ' s')} | {ratio('seconds_per_epoch')} |"]

@@ -90,6 +90,24 @@ def test_precision_choices(monkeypatch):
         TrainConfig(precision="fp16")
 
 
+@pytest.mark.parametrize(("cap", "native_if_the_cpu_has_it"), [("AVX2", False), ("avx512_core", False),
+                                                                ("AVX512_CORE_BF16", True), ("AVX512_CORE_AMX", True),
+                                                                ("ALL", True), ("", True)])
+def test_a_onednn_instruction_set_cap_without_bf16_means_no_native_bf16(monkeypatch, tmp_path, cap,
+                                                                          native_if_the_cpu_has_it):
+    from fmnist import device as device_module
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_bf16\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path,
+                                                                         *a, **k))
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)  # how benchmarks emulate an AVX2-only CPU (machine.ISAS)
+    assert device_module.cpu_has_native_bf16() is native_if_the_cpu_has_it
+    assert resolve_precision("auto", torch.device("cpu")) is (torch.bfloat16 if native_if_the_cpu_has_it else None)
+
+
 def test_recipes_layer_under_config_files_and_options(tmp_path):
     fast = build_config(recipe="fast")
     assert fast.recipe == "fast" and fast.model == RECIPES["fast"]["model"]

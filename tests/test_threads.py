@@ -85,14 +85,18 @@ def test_cli_bad_threads_are_one_line_errors(tmp_path, small_idx_dir, value, fra
     assert_one_line_error(result, fragment)
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_importing_fmnist_makes_openmp_threads_sleep_unless_the_user_said_otherwise(given, expected):
-    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
-    if given is not None:
-        env["OMP_WAIT_POLICY"] = given
-    done = subprocess.run([sys.executable, "-c", "import os, fmnist; print(os.environ['OMP_WAIT_POLICY'])"],
-                          env=env, capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip() == expected
+@pytest.mark.parametrize(("given", "expected"), [({}, {"GOMP_SPINCOUNT": "1000", "OMP_WAIT_POLICY": None}),
+                                               ({"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": None}),
+                                               ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": None}),
+                                               ({"GOMP_SPINCOUNT": "50"}, {"GOMP_SPINCOUNT": "50"})])
+def test_importing_fmnist_makes_openmp_threads_spin_briefly_unless_the_user_said_otherwise(given, expected):
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(given)
+    code = "import json, os, fmnist; print(json.dumps({k: os.environ.get(k) for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')}))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(done.stdout)
+    assert {key: seen[key] for key in expected} == expected
+    assert {key: seen[key] for key in given} == given  # the user's own settings untouched
 
 
 def test_resume_takes_threads_like_device(tmp_path):

@@ -5,14 +5,13 @@ The data layer imports quickly; everything that needs torch is loaded on first u
 """
 
 import importlib
-import os
 
-# OpenMP worker threads that wait for work by sleeping, not by spinning: torch's CPU kernels (libgomp)
-# otherwise spin between operators, and beside another busy process that spinning took a 2-core
-# machine's training epoch from seconds to tens of seconds (benchmarks/threads.py, README "Threads").
-# libgomp reads this once, when torch loads it, so it is set here, before anything imports torch;
-# a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from fmnist import runtime
+
+# Before anything imports torch: how OpenMP's workers wait (libgomp reads it once, when torch loads it) and
+# how the C heap keeps freed memory for the next training step. Only speed changes; a setting the user
+# made wins. runtime.py says why and what was measured.
+runtime.apply()
 
 from fmnist.data.dataset import FASHION_CLASSES, Dataset, Split, load_dataset
 from fmnist.errors import DataError, FmnistError

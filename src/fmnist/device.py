@@ -75,7 +75,12 @@ def cuda_has_native_bf16(device: torch.device) -> bool:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 arithmetic instructions (Linux: from /proc/cpuinfo's flags)."""
+    """Whether this CPU has bf16 arithmetic instructions (Linux: from /proc/cpuinfo's flags) that oneDNN may use:
+    ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) held to an instruction set without them (AVX2, AVX512_CORE,
+    ...: how benchmarks emulate an older CPU) means no."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if cap not in ("", "ALL", "DEFAULT") and "BF16" not in cap and "AMX" not in cap and not cap.startswith("AVX10"):
+        return False
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
             for line in handle:

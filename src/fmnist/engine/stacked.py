@@ -154,7 +154,8 @@ class Stack:
 
     def __init__(self, trainings: Sequence[Training]):
         self.trainings = trainings
-        self.template = trainings[0].model  # functional_call runs its code with the stacked tensors
+        # functional_call runs its code with the stacked tensors: the model as the trainer runs it (reorder.py)
+        self.template = trainings[0].trainer
         self.params, self.buffers = stack_module_state([training.model for training in trainings])
         first = trainings[0]
         self.config, self.device, self.amp_dtype = first.config, first.device, first.amp_dtype

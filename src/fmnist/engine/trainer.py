@@ -60,7 +60,7 @@ class Training:
     val_logits: torch.Tensor | None = None  # (V, C) of the latest validation
     running_stats: RunningStatsWarmUp | None = None  # batch-norm momentum by step (engine/batch_norm.py)
     world: World | None = None  # data-parallel over torchrun's processes (size > 1), else None
-    trainer: nn.Module | None = None  # what the training steps call: DistributedDataParallel(model) or model
+    trainer: nn.Module | None = None  # what the steps call: the model as reorder.py runs it; in DDP with a world
     own_stream: distributed.OwnStream | None = None  # under a world: this rank's dropout stream, per epoch
 
 
@@ -162,8 +162,7 @@ def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.nda
     torch.manual_seed(config.seed)  # one place: weights, dropout and augmentation (the shuffle has its own)
     architecture = models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes,
                                            options=config.model_options)
-    # Channels-last: oneDNN's and cuDNN's fast convolution layout. Only the memory layout changes;
-    # state_dict and model files are the same.
+    # Channels-last: oneDNN's and cuDNN's fast convolution layout; state_dict and model files are the same.
     model = models.build(architecture).to(device).to(memory_format=torch.channels_last)
     amp_dtype = resolve_precision(config.precision, device)
     augment = Augment.named(config.augment, config.crop_pad)
@@ -171,8 +170,9 @@ def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.nda
     optimizer = make_optimizer(config, model.parameters())
     shuffle = torch.Generator().manual_seed(config.seed)
     schedule = Schedule(config, steps_per_epoch=math.ceil(len(data.train_x) / config.batch_size))
-    trainer = model if world is None else \
-        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    trainer = models.pool_before_activation(model)  # the same function, less work (models/reorder.py)
+    if world is not None:
+        trainer = nn.parallel.DistributedDataParallel(trainer, device_ids=[device.index] if device.type == "cuda" else None)
     return Training(config, model, architecture, optimizer, schedule, augment, shuffle, amp_dtype, device, data,
                     running_stats=RunningStatsWarmUp(model), world=world, trainer=trainer)
 

@@ -21,6 +21,7 @@ from fmnist.bounded import listing
 from fmnist.errors import FmnistError
 from fmnist.models import writeups as _writeups  # noqa: F401  (registers the write-ups' models)
 from fmnist.models.fast import single_view  # (importing it registers fmnist's own fast models)
+from fmnist.models.reorder import non_decreasing, pool_before_activation
 from fmnist.models.registry import check_arguments, check_counts, create, describe, names, register
 from fmnist.models.spec import (
     DEFAULT_SPEC,
@@ -50,6 +51,8 @@ __all__ = [
     "keras_param_counts",
     "load_spec",
     "names",
+    "non_decreasing",
+    "pool_before_activation",
     "register",
     "single_view",
     "skeleton",

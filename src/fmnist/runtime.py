@@ -1,0 +1,68 @@
+"""Process-wide settings fmnist makes when it is imported, before torch is: how OpenMP's workers wait, and
+how the C heap keeps freed memory. Both only change speed, never a result; a value the user set wins.
+
+Neither can be a torch call: libgomp reads its environment once, when torch loads it, and glibc's heap
+settings are process-wide. fmnist/__init__.py calls `apply()` first thing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+# How torch's OpenMP workers (libgomp) wait for the next operator: spin 1,000 times, then sleep.
+# libgomp's own default spins 300,000 times, and beside another busy process that spinning took a 2-core
+# machine's epoch from seconds to tens of seconds; sleeping at once (OMP_WAIT_POLICY=PASSIVE, fmnist's
+# default until issue 18) costs every operator a wake-up: write-up 000's batch-32 epoch 1.40-1.61 s against
+# 0.85-1.04 s spinning, the fast recipe's 2.9-3.9 against 2.7-3.1 s, on an idle 2-core AMD EPYC. A short
+# spin covers the gaps between one step's operators and still sleeps when the CPU is wanted elsewhere: idle
+# within ~10 % of spinning, beside a busy process as fast as PASSIVE (benchmarks/README.md, "Threads").
+# Only a machine with no OpenMP setting of the user's gets it: OMP_WAIT_POLICY or GOMP_SPINCOUNT set wins.
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+WAIT_POLICY = {"GOMP_SPINCOUNT": "1000"}
+
+# glibc's malloc serves a request over its mmap threshold (128 KiB at first, raised as such blocks are freed)
+# with fresh pages from the kernel and gives the pages of a freed block back at once; it also trims the top
+# of its heap when over 128 KiB is free there. A training step allocates and frees the same activations and
+# gradients every step (2.8 MB for the baseline's 32×32×26×26 convolution output at batch 32), so every
+# step took ~1,100 page faults: 1.4 of the baseline's 5.5 ms per step on a 2-core AMD EPYC (benchmarks/
+# README.md, "Freed memory"). Blocks under 32 MiB now come from the heap, and up to 256 MiB of freed heap
+# is kept for the next step: a training process stays at its peak instead of returning to the kernel and
+# faulting the same pages in again. Larger blocks (a whole dataset, a big evaluation batch) still go back.
+MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit (HEAP_MAX_SIZE / 2)
+TRIM_THRESHOLD = 256 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+
+# How to hold torch's kernels to AVX2 + FMA on a newer x86 CPU, to reproduce (tests/test_golden.py) or measure
+# (benchmarks/, `--isa avx2`) what an AVX2-only CPU computes: oneDNN (convolutions), ATen's own vectorised
+# kernels and MKL (matrix products) each read one variable, once, when torch loads them; only a new process
+# can be held. ONEDNN_MAX_CPU_ISA also tells `--precision auto` that bf16 is not native (device.py).
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+SET_BY_FMNIST: dict[str, str] = {}  # the environment variables apply() set (a benchmark's peer runs without them)
+
+
+def apply() -> None:
+    """Set fmnist's defaults for this process (idempotent)."""
+    if not any(name in os.environ for name in WAIT_VARIABLES):
+        os.environ.update(WAIT_POLICY)
+        SET_BY_FMNIST.update(WAIT_POLICY)
+    keep_freed_memory()
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc's malloc to keep freed memory for reuse (see MMAP_THRESHOLD). True when set; False where the
+    C library is not glibc, or where the user tuned malloc through its environment (theirs wins)."""
+    if (not sys.platform.startswith("linux") or any(name in os.environ for name in MALLOC_VARIABLES)
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+    except (ValueError, OSError):  # musl (Alpine) has no such name
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
