@@ -42,7 +42,7 @@ linux_glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or not os.
 
 
 def _steps(**env_added: str) -> dict:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_") and key != "FMNIST_MALLOC"}
     env.update(env_added, OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", STEPS], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -58,8 +58,9 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_pages_in():
 
 
 @linux_glibc
-def test_a_malloc_setting_of_the_user_wins():
-    # the user's own (here: glibc's default) threshold: fmnist leaves malloc alone, and the pages fault in again
-    steps = _steps(MALLOC_MMAP_THRESHOLD_="131072")
+@pytest.mark.parametrize("setting", [{"FMNIST_MALLOC": "glibc"}, {"MALLOC_MMAP_THRESHOLD_": "131072"}])
+def test_glibcs_own_behaviour_or_a_malloc_setting_of_the_user_wins(setting):
+    # fmnist leaves malloc alone, and the activations' pages fault in again every step
+    steps = _steps(**setting)
     assert not steps["kept"]
     assert steps["faults_per_step"] > 200

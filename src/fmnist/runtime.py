@@ -54,9 +54,10 @@ def apply() -> None:
 
 def keep_freed_memory() -> bool:
     """Tell glibc's malloc to keep freed memory for reuse (see MMAP_THRESHOLD). True when set; False where the
-    C library is not glibc, or where the user tuned malloc through its environment (theirs wins)."""
+    C library is not glibc, where the user tuned malloc through its environment (theirs wins), or where
+    FMNIST_MALLOC=glibc asks for glibc's own behaviour (benchmarks/page_faults.py compares the two)."""
     if (not sys.platform.startswith("linux") or any(name in os.environ for name in MALLOC_VARIABLES)
-            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")):
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "") or os.environ.get("FMNIST_MALLOC") == "glibc"):
         return False
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION"):
