@@ -14,11 +14,11 @@ import sys
 # How torch's OpenMP workers (libgomp) wait for the next operator: spin 1,000 times, then sleep.
 # libgomp's own default spins 300,000 times, and beside another busy process that spinning took a 2-core
 # machine's epoch from seconds to tens of seconds; sleeping at once (OMP_WAIT_POLICY=PASSIVE, fmnist's
-# default until issue 18) costs every operator a wake-up: write-up 000's batch-32 epoch 1.40-1.61 s against
-# 0.85-1.04 s spinning, the fast recipe's 2.9-3.9 against 2.7-3.1 s, on an idle 2-core AMD EPYC. A short
-# spin covers the gaps between one step's operators and still sleeps when the CPU is wanted elsewhere: idle
-# within ~10 % of spinning, beside a busy process as fast as PASSIVE (benchmarks/README.md, "Threads").
-# Only a machine with no OpenMP setting of the user's gets it: OMP_WAIT_POLICY or GOMP_SPINCOUNT set wins.
+# default until issue 18) costs every operator a wake-up. Measured on an idle 2-core AMD EPYC, seconds per
+# 12,000-image epoch: write-up 000's baseline (batch 32) 1.52 PASSIVE, 1.07 with 1,000 spins, 0.92 with
+# libgomp's default; the fast recipe (batch 256) 3.41, 2.94, 2.90; beside one busy process 1,000 spins were
+# as fast as PASSIVE (2.75 against 2.90; 5.85 against 5.63) and libgomp's default 1.3-1.6x slower
+# (benchmarks/README.md, "Threads on a shared CPU"). OMP_WAIT_POLICY or GOMP_SPINCOUNT set by the user wins.
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 WAIT_POLICY = {"GOMP_SPINCOUNT": "1000"}
 
