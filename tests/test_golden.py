@@ -107,7 +107,7 @@ def _has_avx2() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GOLDEN))
-def test_a_fixed_seed_reproduces_the_recorded_run(name, fashion):
+def test_a_fixed_seed_reproduces_the_recorded_run(name, fashion):  # fashion: the child reads that dataset
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("recorded with 2 threads; this process may use 1 core")
     env = {**os.environ, **(AVX2_ONLY if _has_avx2() else {})}

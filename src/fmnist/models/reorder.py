@@ -7,8 +7,9 @@ input (f keeps the order), and ReLU passes none where that input is not positive
 
 The models keep the write-ups' layer order (their summaries, feature maps and files stay Keras's); the
 trainer runs `pool_before_activation(model)`, a second container over the same modules, so the weights,
-hooks and state_dict are the model's own. Write-up 000's baseline at batch 32 took ~9 % less time per step
-on a 2-core AMD EPYC (benchmarks/README.md, "On an AVX2-only CPU").
+hooks and state_dict are the model's own. Write-up 000's baseline at batch 32, fp32, 2-core AMD EPYC: time
+per step × 0.91 ± 0.07 with AVX-512, × 0.94 ± 0.11 held to AVX2 (benchmarks/layout_ab.py --change reorder;
+benchmarks/README.md, "Freed memory, waiting workers, max-pool first").
 """
 
 from __future__ import annotations
