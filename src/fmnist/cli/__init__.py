@@ -41,6 +41,15 @@ def _main(
 def main(args: list[str] | None = None) -> None:
     """Run the command line; usage errors become one line (click prints a usage block and a boxed
     message otherwise)."""
+    try:
+        _run(args)
+    except SystemExit as exc:
+        if "fmnist.engine.distributed" in sys.modules:  # imported only by the commands torchrun can start
+            sys.modules["fmnist.engine.distributed"].exit_if_joined(exc.code)
+        raise
+
+
+def _run(args: list[str] | None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=args, prog_name="fmnist", standalone_mode=False)
