@@ -9,8 +9,6 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from fmnist.runtime import AVX2_ONLY
-
 
 def machine() -> dict:
     """CPU model, cores, the vector flags that decide the kernels (AVX*, FMA, AMX), Python and torch versions, the
@@ -37,9 +35,11 @@ def machine() -> dict:
 
 
 # Emulating an older CPU on a newer one (issue 18): fmnist.runtime.AVX2_ONLY holds oneDNN (TensorFlow's too), ATen
-# and MKL to AVX2 + FMA in the processes started with it.
-ISAS = {"native": {}, "avx2": AVX2_ONLY}
-ISA_VARIABLES = tuple(AVX2_ONLY)
+# and MKL to AVX2 + FMA in the processes started with it. Spelled out here, not imported: importing fmnist sets its
+# runtime defaults in the importing process, and a peer's worker (vs_keras.py's Keras) must run without them.
+ISAS = {"native": {}, "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                               "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+ISA_VARIABLES = tuple(ISAS["avx2"])
 
 
 def isa_environment(isa: str, base: dict | None = None) -> dict:

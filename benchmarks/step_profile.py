@@ -5,7 +5,7 @@
 
 The step as the trainer takes it (a uint8 batch gathered from the resident training set, channels-last
 model, cross-entropy, SGD with momentum 0.9). fmnist is imported before torch, so its OpenMP default
-(OMP_WAIT_POLICY=PASSIVE) applies as in the CLI. Prints milliseconds per step (untimed warm-up first),
+(runtime.py: GOMP_SPINCOUNT=1000) applies as in the CLI. Prints milliseconds per step (untimed warm-up first),
 the operators by their own time per step, and for every copy, fill, add and mul: its shape and the
 operators above it (a layout conversion shows as a copy under the operator that asked for it).
 One process, one pass: a profile, not a benchmark; step_time.py and layout_ab.py measure speed.

@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import ISAS, isa_environment, machine, spread  # noqa: E402  (benchmarks/machine.py, beside this script)
 
-# The rule `--precision auto` follows. Importing fmnist also sets its OpenMP default (OMP_WAIT_POLICY=PASSIVE,
+# The rule `--precision auto` follows. Importing fmnist also sets its OpenMP default (GOMP_SPINCOUNT=1000 on Linux,
 # unless set), which the child processes inherit: they wait for work as the CLI's training does.
 from fmnist.device import cpu_has_native_bf16
 

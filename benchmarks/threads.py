@@ -13,7 +13,7 @@ process, because OpenMP reads its environment (OMP_WAIT_POLICY, GOMP_SPINCOUNT) 
 libgomp: the child imports torch before fmnist, so fmnist's own defaults do not touch these runs.
 
 Configurations: intra-op threads 1 and 2, libgomp's default waiting (spin 300,000 times before
-sleeping) against OMP_WAIT_POLICY=PASSIVE (sleep at once) and GOMP_SPINCOUNT=10000, and
+sleeping) against OMP_WAIT_POLICY=PASSIVE (sleep at once), GOMP_SPINCOUNT=10000 and 1000, and
 torch.set_num_interop_threads(1). Each runs idle and again beside one competing process (a Python busy
 loop, `while True: pass`, at normal priority, started for the block and killed after it). Repeats are
 interleaved (repeat → load → workload → configuration) so drift spreads across configurations.

@@ -39,8 +39,6 @@ from pathlib import Path
 
 from machine import ISAS, describe, isa_environment, machine  # benchmarks/machine.py, beside this script
 
-from fmnist import runtime
-
 HERE = Path(__file__).resolve().parent
 RECIPES = ("baseline", "minivgg")
 KERAS_FILES = ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
@@ -150,6 +148,8 @@ def run_worker(framework: str, recipe: str, epochs: int, seed: int, keras_home: 
     env = isa_environment(isa, dict(os.environ, KERAS_HOME=str(keras_home), TF_CPP_MIN_LOG_LEVEL="2",
                                     PYTHONUNBUFFERED="1"))
     if framework == "keras":  # TensorFlow as users run it: without what importing fmnist set in this process
+        from fmnist import runtime  # this parent has imported fmnist already (fill_keras_cache); the worker never does
+
         for name in runtime.SET_BY_FMNIST:
             env.pop(name, None)
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--recipe", recipe,

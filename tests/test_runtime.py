@@ -1,5 +1,5 @@
-"""fmnist/runtime.py: importing fmnist makes glibc's malloc keep freed memory, so training steps stop faulting in
-the same pages every step; a malloc setting the user made wins."""
+"""fmnist/runtime.py: a training run makes glibc's malloc keep freed memory, so its steps stop faulting in the same
+pages every step; a malloc setting the user made wins; importing fmnist alone leaves malloc as it is."""
 
 from __future__ import annotations
 
@@ -10,21 +10,22 @@ import sys
 
 import pytest
 
-# 40 write-up-000 baseline steps at batch 32 after 10 untimed ones; prints the minor page faults per step.
+# 40 write-up-000 baseline steps at batch 32 through the trainer's own set-up, after 10 untimed ones; prints the
+# minor page faults per step and whether malloc was told to keep freed memory (before and after the set-up).
 STEPS = """
-import json, resource, sys
-import fmnist, torch
+import json, resource
+import fmnist
 from torch.nn import functional as F
-from fmnist import models, runtime
-torch.manual_seed(0)
-data = fmnist.load_dataset(download=False)
-images = torch.from_numpy(data.train.images[:1600]).unsqueeze(1)
-labels = torch.from_numpy(data.train.labels[:1600]).long()
-model = models.create("baseline").to(memory_format=torch.channels_last)
-optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+from fmnist import runtime
+from fmnist.engine.config import TrainConfig
+from fmnist.engine.trainer import setup
+before_setup = runtime.kept_freed_memory
+training = setup(TrainConfig(model="baseline", device="cpu", precision="fp32", threads=1),
+                 fmnist.load_dataset(download=False).limit(train=1600, test=100))
+model, optimizer, data = training.trainer, training.optimizer, training.data
 def step(i):
     batch = slice(32 * i, 32 * i + 32)
-    loss = F.cross_entropy(model(images[batch]), labels[batch])
+    loss = F.cross_entropy(model(data.train_x[batch]), data.train_y[batch])
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -34,7 +35,7 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for i in range(10, 50):
     step(i)
 faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 40
-print(json.dumps({"faults_per_step": faults, "kept": runtime.keep_freed_memory()}))
+print(json.dumps({"faults_per_step": faults, "kept": runtime.kept_freed_memory, "kept_at_import": before_setup}))
 """
 
 linux_glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION"),
@@ -51,16 +52,14 @@ def _steps(**env_added: str) -> dict:
 
 @linux_glibc
 def test_training_steps_reuse_freed_memory_instead_of_faulting_pages_in():
-    steps = _steps()
-    assert steps["kept"]
-    # glibc's defaults: ~1,100 faults per step (the 2.8 MB activations go back to the kernel and come again)
-    assert steps["faults_per_step"] < 50
+    ours, glibcs = _steps(), _steps(FMNIST_MALLOC="glibc")
+    assert ours["kept"] and not ours["kept_at_import"] and not glibcs["kept"]
+    if glibcs["faults_per_step"] < 100:  # ~1,000 per step where measured (benchmarks/page_faults.py)
+        pytest.skip(f"glibc's own malloc faulted {glibcs['faults_per_step']:.0f} times per step here (huge pages, "
+                    "a preloaded allocator?): nothing to compare")
+    assert ours["faults_per_step"] < glibcs["faults_per_step"] / 10
 
 
 @linux_glibc
-@pytest.mark.parametrize("setting", [{"FMNIST_MALLOC": "glibc"}, {"MALLOC_MMAP_THRESHOLD_": "131072"}])
-def test_glibcs_own_behaviour_or_a_malloc_setting_of_the_user_wins(setting):
-    # fmnist leaves malloc alone, and the activations' pages fault in again every step
-    steps = _steps(**setting)
-    assert not steps["kept"]
-    assert steps["faults_per_step"] > 200
+def test_a_malloc_setting_of_the_user_wins():
+    assert not _steps(MALLOC_MMAP_THRESHOLD_="131072")["kept"]

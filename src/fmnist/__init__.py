@@ -8,9 +8,8 @@ import importlib
 
 from fmnist import runtime
 
-# Before anything imports torch: how OpenMP's workers wait (libgomp reads it once, when torch loads it) and
-# how the C heap keeps freed memory for the next training step. Only speed changes; a setting the user
-# made wins. runtime.py says why and what was measured.
+# Before anything imports torch: how OpenMP's workers wait (libgomp reads it once, when torch loads it). Only
+# speed changes; a setting the user made wins. runtime.py says why and what was measured.
 runtime.apply()
 
 from fmnist.data.dataset import FASHION_CLASSES, Dataset, Split, load_dataset

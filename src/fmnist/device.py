@@ -79,7 +79,7 @@ def cpu_has_native_bf16() -> bool:
     ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) held to an instruction set without them (AVX2, AVX512_CORE,
     ...: how benchmarks emulate an older CPU) means no."""
     cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
-    if cap not in ("", "ALL", "DEFAULT") and "BF16" not in cap and "AMX" not in cap and not cap.startswith("AVX10"):
+    if cap not in ("", "ALL", "DEFAULT") and not any(part in cap for part in ("BF16", "FP16", "AMX", "AVX10")):
         return False
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:

@@ -1,8 +1,9 @@
-"""Process-wide settings fmnist makes when it is imported, before torch is: how OpenMP's workers wait, and
-how the C heap keeps freed memory. Both only change speed, never a result; a value the user set wins.
+"""Process-wide settings for speed, never for a result; a setting the user made wins.
 
-Neither can be a torch call: libgomp reads its environment once, when torch loads it, and glibc's heap
-settings are process-wide. fmnist/__init__.py calls `apply()` first thing.
+- How OpenMP's workers wait: set by `apply()`, which fmnist/__init__.py calls first thing, before anything
+  imports torch (libgomp reads its environment once, when torch loads it).
+- How glibc's heap keeps freed memory: `keep_freed_memory()`, which the trainer calls when a training run is
+  set up (engine/trainer.py setup), so a server or a script that only predicts keeps glibc's behaviour.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ import sys
 # libgomp's default; the fast recipe (batch 256) 3.41, 2.94, 2.90; beside one busy process 1,000 spins were
 # as fast as PASSIVE (2.75 against 2.90; 5.85 against 5.63) and libgomp's default 1.3-1.6x slower
 # (benchmarks/README.md, "Threads on a shared CPU"). OMP_WAIT_POLICY or GOMP_SPINCOUNT set by the user wins.
-WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-WAIT_POLICY = {"GOMP_SPINCOUNT": "1000"}
+# GOMP_SPINCOUNT is libgomp's (what PyPI's torch uses on Linux); elsewhere (macOS's LLVM libomp) fmnist keeps
+# sleeping at once, as before: the short spin was not measured there. Intel's OpenMP (conda builds) reads
+# neither GOMP_SPINCOUNT nor, here, anything else: KMP_BLOCKTIME of the user's is left alone.
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+WAIT_POLICY = {"GOMP_SPINCOUNT": "1000"} if sys.platform.startswith("linux") else {"OMP_WAIT_POLICY": "PASSIVE"}
 
-# glibc's malloc serves a request over its mmap threshold (128 KiB at first, raised as such blocks are freed)
-# with fresh pages from the kernel and gives the pages of a freed block back at once; it also trims the top
-# of its heap when over 128 KiB is free there. A training step allocates and frees the same activations and
-# gradients every step (2.8 MB for the baseline's 32×32×26×26 convolution output at batch 32), so every
-# step faulted the same pages in again. On a 2-core AMD EPYC, per step, glibc's defaults against this setting:
+# glibc's malloc serves a request over its mmap threshold (128 KiB at first, raised to the size of a freed such
+# block) with fresh pages from the kernel and gives them back when it is freed, and it trims the top of its
+# heap when more than twice that threshold is free there. A training step allocates and frees the same
+# activations and gradients every step (2.8 MB for the baseline's 32×32×26×26 convolution output at batch 32),
+# and with glibc's defaults every step faulted the same pages in again. On a 2-core AMD EPYC, per step, glibc's defaults against this setting:
 # the baseline (batch 32) 945 against 1 page faults, 5.07 against 3.32 ms; the fast recipe's model (batch
 # 256) 15,524 against 17, 94.0 against 69.4 ms (benchmarks/page_faults.py; benchmarks/README.md, "Freed
 # memory, waiting workers, max-pool first"). Blocks under 32 MiB now come from the heap, and up to 256 MiB
@@ -42,17 +46,19 @@ MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_
 # (benchmarks/, `--isa avx2`) what an AVX2-only CPU computes: oneDNN (convolutions), ATen's own vectorised
 # kernels and MKL (matrix products) each read one variable, once, when torch loads them; only a new process
 # can be held. ONEDNN_MAX_CPU_ISA also tells `--precision auto` that bf16 is not native (device.py).
-AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}  # benchmarks/machine.py spells it out too
 
 SET_BY_FMNIST: dict[str, str] = {}  # the environment variables apply() set (a benchmark's peer runs without them)
 
 
+kept_freed_memory = False  # whether keep_freed_memory() has told glibc so in this process
+
+
 def apply() -> None:
-    """Set fmnist's defaults for this process (idempotent)."""
+    """Set fmnist's OpenMP default for this process (idempotent)."""
     if not any(name in os.environ for name in WAIT_VARIABLES):
         os.environ.update(WAIT_POLICY)
         SET_BY_FMNIST.update(WAIT_POLICY)
-    keep_freed_memory()
 
 
 def keep_freed_memory() -> bool:
@@ -67,6 +73,9 @@ def keep_freed_memory() -> bool:
             return False
     except (ValueError, OSError):  # musl (Alpine) has no such name
         return False
+    global kept_freed_memory
     mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    results = [mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD), mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)]
+    kept_freed_memory = all(results)
+    return kept_freed_memory

@@ -8,6 +8,7 @@ Ctrl-C exits with status 130.
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -44,9 +45,21 @@ def main(args: list[str] | None = None) -> None:
     try:
         _run(args)
     except SystemExit as exc:
-        if "fmnist.engine.distributed" in sys.modules:  # imported only by the commands torchrun can start
-            sys.modules["fmnist.engine.distributed"].exit_if_joined(exc.code)
+        _exit_if_joined(exc.code)
         raise
+    except BaseException:  # an error not turned into a status (e.g. gloo's, or --debug's traceback)
+        distributed = sys.modules.get("fmnist.engine.distributed")  # imported by the commands torchrun starts
+        if distributed is not None and distributed.joined():
+            traceback.print_exc()
+            distributed.exit_if_joined(1)
+        raise
+
+
+def _exit_if_joined(code) -> None:
+    """In a process that joined a torchrun group, end it now (distributed.exit_if_joined); else nothing."""
+    distributed = sys.modules.get("fmnist.engine.distributed")  # imported by the commands torchrun starts
+    if distributed is not None:
+        distributed.exit_if_joined(code)
 
 
 def _run(args: list[str] | None) -> None:

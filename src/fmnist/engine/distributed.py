@@ -150,6 +150,11 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
+def joined() -> bool:
+    """Whether this process joined a process group (it stays so after leave(): see exit_if_joined)."""
+    return _joined
+
+
 def exit_if_joined(code: int | str | None) -> None:
     """End a process that was in a process group now, with `code` (sys.exit's argument), skipping the
     interpreter's and C++'s teardown: after destroy_process_group, gloo's threads could still be joinable

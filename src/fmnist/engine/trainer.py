@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fmnist import models
+from fmnist import models, runtime
 from fmnist.data.dataset import FASHION_CLASSES, Dataset, load_dataset
 from fmnist.device import resolve_device, resolve_precision, use_threads
 from fmnist.engine import distributed
@@ -151,14 +151,14 @@ def fit(config: TrainConfig, out: str | Path, dataset: Dataset | None = None, pr
 
 def setup(config: TrainConfig, dataset: Dataset, split: tuple[np.ndarray, np.ndarray] | None = None,
           world: World | None = None) -> Training:
-    """A fresh, seeded model with its optimizer, and the data on the device. The order of the steps
-    is part of the result: torch.manual_seed comes first, then the model draws its weights.
-    With a `world`, every rank builds the same model and the training steps go through
-    DistributedDataParallel."""
+    """A fresh, seeded model with its optimizer, and the data on the device. The order of the steps is part
+    of the result: torch.manual_seed comes first, then the model draws its weights. With a `world`, every
+    rank builds the same model and the training steps go through DistributedDataParallel."""
     device = resolve_device(config.device)
     if world is not None:
         device = distributed.device_of(world, device)  # one GPU per process
     use_threads(config.threads)
+    runtime.keep_freed_memory()  # every step frees and takes the same activations: keep them (runtime.py)
     torch.manual_seed(config.seed)  # one place: weights, dropout and augmentation (the shuffle has its own)
     architecture = models.architecture_for(name=config.model, spec=config.spec, num_classes=dataset.num_classes,
                                            options=config.model_options)

@@ -21,7 +21,7 @@ from fmnist.bounded import listing
 from fmnist.errors import FmnistError
 from fmnist.models import writeups as _writeups  # noqa: F401  (registers the write-ups' models)
 from fmnist.models.fast import single_view  # (importing it registers fmnist's own fast models)
-from fmnist.models.reorder import non_decreasing, pool_before_activation
+from fmnist.models.reorder import pool_before_activation, swappable
 from fmnist.models.registry import check_arguments, check_counts, create, describe, names, register
 from fmnist.models.spec import (
     DEFAULT_SPEC,
@@ -51,13 +51,13 @@ __all__ = [
     "keras_param_counts",
     "load_spec",
     "names",
-    "non_decreasing",
     "pool_before_activation",
     "register",
     "single_view",
     "skeleton",
     "spec_footprint",
     "summarize",
+    "swappable",
     "validate_spec",
 ]
 

@@ -1,9 +1,13 @@
-"""Pool before the activation: the same function as the write-ups' conv → activation → max-pool, for less work.
+"""Pool before the activation: the same function as the write-ups' conv → ReLU → max-pool, for less work.
 
 Max-pooling commutes with every non-decreasing activation: max(f(a), f(b)) = f(max(a, b)). So conv → ReLU →
 MaxPool(2) computes exactly what conv → MaxPool(2) → ReLU computes, and the second applies the activation (and
-its gradient) to a quarter of the values. The gradient is the same too: both send it to the window's largest
-input (f keeps the order), and ReLU passes none where that input is not positive, in either order.
+its gradient) to a quarter of the values. For ReLU (and ReLU6) the gradient is the same too: where inputs tie
+after the activation (all at 0, or all at 6), ReLU's gradient there is 0 in either order, and elsewhere both
+orders send it to the same largest input. Other monotone activations (LeakyReLU, ELU, Tanh, Sigmoid) are left in
+place: where two different inputs round to the same activation value (in bf16 often, in fp32 for Tanh and
+Sigmoid), the two orders send the gradient to different inputs (a check in review: so under bf16 autocast
+for all four, and in fp32 for Tanh and Sigmoid).
 
 The models keep the write-ups' layer order (their summaries, feature maps and files stay Keras's); the
 trainer runs `pool_before_activation(model)`, a second container over the same modules, so the weights,
@@ -16,27 +20,18 @@ from __future__ import annotations
 
 from torch import nn
 
-# Activations that never decrease (f(a) <= f(b) whenever a <= b), by their settings.
-_NON_DECREASING = {
-    nn.ReLU: lambda module: True,
-    nn.ReLU6: lambda module: True,
-    nn.LeakyReLU: lambda module: module.negative_slope >= 0,
-    nn.ELU: lambda module: module.alpha >= 0,
-    nn.SELU: lambda module: True,
-    nn.Tanh: lambda module: True,
-    nn.Sigmoid: lambda module: True,
-}
+# Activations after which a max-pool gives the same values and the same gradient (module docstring).
+_SWAPPABLE = (nn.ReLU, nn.ReLU6)
 
 
-def non_decreasing(module: nn.Module) -> bool:
-    """Whether `module` is an element-wise activation that max-pooling commutes with."""
-    rule = _NON_DECREASING.get(type(module))
-    return rule is not None and rule(module)
+def swappable(module: nn.Module) -> bool:
+    """Whether a max-pool right after `module` may run before it instead (module docstring)."""
+    return type(module) in _SWAPPABLE
 
 
 def pool_before_activation(model: nn.Module) -> nn.Module:
-    """`model`, or, where an nn.Sequential (at any depth of nested Sequentials) has a non-decreasing activation
-    right before an nn.MaxPool2d, a new Sequential over the same modules with each such pair swapped. Other
+    """`model`, or, where an nn.Sequential (at any depth of nested Sequentials) has a ReLU right before an
+    nn.MaxPool2d, a new Sequential over the same modules with each such pair swapped. Other
     containers are left as they are (their forward is their own code). Names are kept, so the result's
     state_dict is the model's."""
     if type(model) is not nn.Sequential:  # a subclass may have a forward of its own
@@ -46,7 +41,7 @@ def pool_before_activation(model: nn.Module) -> nn.Module:
     position, changed = 0, any(children[name] is not model._modules[name] for name in names)
     while position < len(names) - 1:
         first, second = children[names[position]], children[names[position + 1]]
-        if non_decreasing(first) and type(second) is nn.MaxPool2d:
+        if swappable(first) and type(second) is nn.MaxPool2d and not second.return_indices:
             names[position], names[position + 1] = names[position + 1], names[position]
             position, changed = position + 2, True
         else:
