@@ -30,13 +30,13 @@ WAIT_POLICY = {"GOMP_SPINCOUNT": "1000"} if sys.platform.startswith("linux") els
 # block) with fresh pages from the kernel and gives them back when it is freed, and it trims the top of its
 # heap when more than twice that threshold is free there. A training step allocates and frees the same
 # activations and gradients every step (2.8 MB for the baseline's 32×32×26×26 convolution output at batch 32),
-# and with glibc's defaults every step faulted the same pages in again. On a 2-core AMD EPYC, per step, glibc's defaults against this setting:
-# the baseline (batch 32) 945 against 1 page faults, 5.07 against 3.32 ms; the fast recipe's model (batch
-# 256) 15,524 against 17, 94.0 against 69.4 ms (benchmarks/page_faults.py; benchmarks/README.md, "Freed
-# memory, waiting workers, max-pool first"). Blocks under 32 MiB now come from the heap, and up to 256 MiB
-# of freed heap is kept for the next step: a training process stays at its peak instead of returning to the
-# kernel and faulting the same pages in again. Larger blocks (a whole dataset, a big evaluation batch) still
-# go back.
+# and with glibc's defaults every step faulted the same pages in again. On a 2-core AMD EPYC, per step, glibc's
+# defaults against this setting: the baseline (batch 32) 945 against 1 page faults, 5.07 against 3.32 ms; the
+# fast recipe's model (batch 256) 15,524 against 17, 94.0 against 69.4 ms (benchmarks/page_faults.py; "Freed
+# memory, waiting workers, max-pool first" in benchmarks/README.md). Blocks under 32 MiB now come from the
+# heap, and up to 256 MiB of freed heap is kept for the next step: a training process stays at its peak
+# instead of returning to the kernel and faulting the same pages in again. Larger blocks (a whole dataset, a
+# big evaluation batch) still go back.
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = 256 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
@@ -46,7 +46,8 @@ MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_
 # (benchmarks/, `--isa avx2`) what an AVX2-only CPU computes: oneDNN (convolutions), ATen's own vectorised
 # kernels and MKL (matrix products) each read one variable, once, when torch loads them; only a new process
 # can be held. ONEDNN_MAX_CPU_ISA also tells `--precision auto` that bf16 is not native (device.py).
-AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}  # benchmarks/machine.py spells it out too
+# benchmarks/machine.py spells it out too (its Keras worker must not import fmnist).
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 SET_BY_FMNIST: dict[str, str] = {}  # the environment variables apply() set (a benchmark's peer runs without them)
 
@@ -65,6 +66,9 @@ def keep_freed_memory() -> bool:
     """Tell glibc's malloc to keep freed memory for reuse (see MMAP_THRESHOLD). True when set; False where the
     C library is not glibc, where the user tuned malloc through its environment (theirs wins), or where
     FMNIST_MALLOC=glibc asks for glibc's own behaviour (benchmarks/page_faults.py compares the two)."""
+    global kept_freed_memory
+    if kept_freed_memory:  # once per process: every training run's set-up asks
+        return True
     if (not sys.platform.startswith("linux") or any(name in os.environ for name in MALLOC_VARIABLES)
             or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "") or os.environ.get("FMNIST_MALLOC") == "glibc"):
         return False
@@ -73,7 +77,6 @@ def keep_freed_memory() -> bool:
             return False
     except (ValueError, OSError):  # musl (Alpine) has no such name
         return False
-    global kept_freed_memory
     mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     results = [mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD), mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)]

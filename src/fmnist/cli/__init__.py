@@ -45,20 +45,20 @@ def main(args: list[str] | None = None) -> None:
     try:
         _run(args)
     except SystemExit as exc:
-        _exit_if_joined(exc.code)
+        _end_if_joined(exc.code)
         raise
     except BaseException:  # an error not turned into a status (e.g. gloo's, or --debug's traceback)
-        distributed = sys.modules.get("fmnist.engine.distributed")  # imported by the commands torchrun starts
-        if distributed is not None and distributed.joined():
-            traceback.print_exc()
-            distributed.exit_if_joined(1)
+        _end_if_joined(1, error=True)
         raise
 
 
-def _exit_if_joined(code) -> None:
-    """In a process that joined a torchrun group, end it now (distributed.exit_if_joined); else nothing."""
+def _end_if_joined(code, error: bool = False) -> None:
+    """In a process that joined a torchrun group, end it now (distributed.exit_if_joined), printing the error's
+    traceback first (it would not get printed otherwise); elsewhere nothing."""
     distributed = sys.modules.get("fmnist.engine.distributed")  # imported by the commands torchrun starts
-    if distributed is not None:
+    if distributed is not None and distributed.joined():
+        if error:
+            traceback.print_exc()
         distributed.exit_if_joined(code)
 
 
