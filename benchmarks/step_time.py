@@ -6,14 +6,16 @@ precision, the memory layout, the optimizer's update kernel, torch.compile.
     .venv/bin/python benchmarks/step_time.py --compile none,default --kernels foreach   # torch.compile's step
 
 Each measurement is a process of its own (oneDNN, ATen and MKL read the instruction set they may use when
-torch loads: `--isas avx2` emulates an AVX2-only CPU on a newer one, as issue 18 asks; machine.ISAS), running fmnist's training step as the trainer does (a uint8 batch gathered from the resident
-training set, which the model scales itself, cross-entropy, SGD with momentum 0.9, loss and accuracy summed on the
-device): --warmup steps untimed, then the mean over --steps steps. The processes run one after another in
-an order rotated each repeat (the machine's drift spreads over every variant); each figure is the mean ±
-std over --repeats. Each process also records which instruction set oneDNN says it used (one step under
-oneDNN's verbose mode) and the loss after its steps, so that a faster variant that computes something else
-shows. bf16 autocast is measured only where the CPU has native bf16 (AVX512-BF16 or AMX), unless
---precisions says so. Markdown on stdout; every run in --results, with the machine and what ran beside it.
+torch loads: `--isas avx2` emulates an AVX2-only CPU on a newer one, as issue 18 asks; machine.ISAS), running
+fmnist's training step as the trainer does (a uint8 batch gathered from the resident training set, which the
+model scales itself, cross-entropy, SGD with momentum 0.9, loss and accuracy summed on the device, max-pool
+before ReLU, freed memory kept): --warmup steps untimed, then the mean over --steps steps. The processes run
+one after another in an order rotated each repeat (the machine's drift spreads over every variant); each
+figure is the mean ± std over --repeats. Each process also records which instruction set oneDNN says it used
+(one step under oneDNN's verbose mode) and the loss after its steps, so that a faster variant that computes
+something else shows. bf16 autocast is measured only where the CPU has native bf16 (AVX512-BF16 or AMX),
+unless --precisions says so. Markdown on stdout; every run in --results, with the machine and what ran beside
+it.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def measure(variant: dict, warmup: int, steps: int) -> dict:
     from torch.nn import functional as F
 
     import fmnist
-    from fmnist import models
+    from fmnist import models, runtime
 
+    runtime.keep_freed_memory()  # as the trainer's set-up does (runtime.py)
     torch.manual_seed(0)
     data = fmnist.load_dataset(download=False)
     images = torch.from_numpy(data.train.images).unsqueeze(1)  # uint8, resident, as the trainer keeps it
@@ -58,10 +61,11 @@ def measure(variant: dict, warmup: int, steps: int) -> dict:
     options = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[variant["kernel"]]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, **options)
     bf16 = variant["precision"] == "bf16"
+    trainer = models.pool_before_activation(model)  # what the trainer's steps call (models/reorder.py)
 
     def forward_backward(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(xb)  # raw uint8 pixels: every model scales them itself
+            logits = trainer(xb)  # raw uint8 pixels: every model scales them itself
         loss = F.cross_entropy(logits.float(), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
