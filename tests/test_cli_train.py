@@ -74,9 +74,9 @@ def test_train_with_the_fast_recipe_and_an_override(tmp_path, small_idx_dir):
     result = run("train", "--recipe", "fast", "--epochs", "2", "--batch-size", "64", "--data", small_idx_dir,
                  "--device", "cpu", "--precision", "fp32", "--out", tmp_path / "run")
     assert "test accuracy" in result.stdout
-    assert "training fast on 300 images" in result.stderr
+    assert "training fast-narrow on 300 images" in result.stderr  # fp32: the recipe's fp32 values (recipes.py)
     config = (tmp_path / "run" / "config.yaml").read_text()
-    for line in ("recipe: fast", "model: fast", "epochs: 2", "batch_size: 64", "augment: flip", "schedule: linear",
+    for line in ("recipe: fast", "model: fast-narrow", "epochs: 2", "batch_size: 64", "augment: flip", "schedule: linear",
                  "nesterov: true", "label_smoothing: 0.1", "precision: fp32"):
         assert line in config.splitlines(), line
     run("train", "--config", tmp_path / "run" / "config.yaml", "--data", small_idx_dir, "--device", "cpu",

@@ -10,7 +10,7 @@ from fmnist import models
 from fmnist.engine.augment import Augment
 from fmnist.device import resolve_precision
 from fmnist.engine.config import ConfigError, TrainConfig, build_config
-from fmnist.engine.recipes import RECIPES
+from fmnist.engine.recipes import FP32_VALUES, RECIPES, recipe_values, trains_in_fp32
 from fmnist.engine.schedule import lr_factor
 from fmnist.engine.trainer import fit
 from fmnist.errors import FmnistError
@@ -110,7 +110,7 @@ def test_a_onednn_instruction_set_cap_without_bf16_means_no_native_bf16(monkeypa
 
 def test_recipes_layer_under_config_files_and_options(tmp_path):
     fast = build_config(recipe="fast")
-    assert fast.recipe == "fast" and fast.model == RECIPES["fast"]["model"]
+    assert fast.recipe == "fast" and fast.model == recipe_values("fast", fp32=trains_in_fp32("auto", "auto"))["model"]
     assert fast.augment == RECIPES["fast"]["augment"]
     overridden = build_config(recipe="fast", epochs=3)
     assert overridden.epochs == 3 and overridden.batch_size == fast.batch_size
@@ -121,6 +121,37 @@ def test_recipes_layer_under_config_files_and_options(tmp_path):
     assert build_config(recipe="fast", model="baseline").model == "baseline"
     with pytest.raises(FmnistError, match="unknown recipe 'slow'; known recipes: fast"):
         build_config(recipe="slow")
+
+
+@pytest.mark.parametrize("native,given,fp32", [
+    (True, {}, False), (False, {}, True),  # --precision auto: what this CPU computes natively decides
+    (True, {"precision": "fp32"}, True), (False, {"precision": "bf16"}, False),  # the precision asked for decides
+])
+def test_the_fast_recipe_takes_its_fp32_values_where_it_trains_in_fp32(monkeypatch, tmp_path, native, given, fp32):
+    from fmnist import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
+    config = build_config(recipe="fast", device="cpu", **given)
+    expected = {**RECIPES["fast"], **(FP32_VALUES["fast"] if fp32 else {})}
+    assert FP32_VALUES["fast"]["model"] != RECIPES["fast"]["model"]  # else this test could not tell the sets apart
+    assert {key: getattr(config, key) for key in expected if key != "precision"} == \
+        {key: value for key, value in expected.items() if key != "precision"}
+    assert config.model == ("fast-narrow" if fp32 else "fast")
+    # The layers above the recipe still win, and a config file's precision counts as the options' does.
+    assert build_config(recipe="fast", device="cpu", model="fast", **given).model == "fast"
+    file = tmp_path / "run.yaml"
+    file.write_text(f"recipe: fast\nprecision: {'fp32' if fp32 else 'bf16'}\n")
+    assert build_config(file, device="cpu").model == config.model
+    # A device that cannot be resolved leaves the choice to the usual checks: the trainer names it.
+    assert build_config(recipe="fast", device="cuda:7" if not torch.cuda.is_available() else "cpu").recipe == "fast"
+
+
+def test_fast_narrow_is_fast_with_fewer_channels():
+    narrow, fast = models.create("fast-narrow"), models.create("fast")
+    assert [m.out_channels for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 16, 48, 128]
+    assert [type(m) for m in narrow.modules()] == [type(m) for m in fast.modules()]
+    x = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    assert narrow.eval()(x).shape == (2, 10)
 
 
 def test_model_options_reach_the_factory_and_are_checked(tmp_path):

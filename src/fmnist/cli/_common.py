@@ -128,7 +128,9 @@ TRAINING_OPTIONS = {
                                   "where the hardware has it (CUDA, AVX512-BF16/AMX CPUs)."),
     "threads": _training_option(int, "--threads", "CPU threads for torch's operators; 0 = automatic (every core "
                                 "this process may use). 1 keeps a shared, busy machine from slowing training."),
-    "recipe": option(str, "--recipe", "A named recipe (fast): its values sit under --config and the options."),
+    "recipe": option(str, "--recipe", "A named recipe (fast): its values sit under --config and the options; where "
+                                      "the run trains in fp32 (no native bf16), its fp32 values (fast: model "
+                                      "fast-narrow, lr 0.2)."),
     "limit": option(int, "--limit", "Train on the first N training images only (smoke runs)."),
     "checkpoint": _training_option(str, "--checkpoint", "best | every | none."),
     "early_stop": option(int, "--early-stop", "Stop after this many epochs without a better val_accuracy and "

@@ -135,7 +135,9 @@ def _train(world, settings, options: dict, resume: Optional[Path], out: Optional
 
         settings = distributed.on_main(world, read_config)  # rank 0's folder: other machines need no copy
         out = resume
-    elif out is None:  # under torchrun: one folder for every rank and every restart
+    else:  # a recipe picks values by the hardware (engine/recipes.py): machines that differ train rank 0's
+        settings = distributed.broadcast(world, settings)
+    if out is None:  # under torchrun: one folder for every rank and every restart
         stamp = f"torchrun-{world.run_id}" if world is not None and world.run_id else time.strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{settings.model_name}-{stamp}"
     resuming = resume is not None
@@ -203,6 +205,7 @@ def cv(
 
     world = distributed.start()  # torchrun's processes, or None
     main = world is None or world.main
+    configs = distributed.broadcast(world, configs)  # rank 0's, as in train: a recipe's values follow the hardware
     if out is None:  # under torchrun: the same folder on every rank
         stamp = f"torchrun-{world.run_id}" if world is not None and world.run_id else time.strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"cv-{stamp}"

@@ -17,7 +17,7 @@ import yaml
 from fmnist.bounded import read_yaml_file
 from fmnist.device import PRECISIONS
 from fmnist.engine.augment import AUGMENTS
-from fmnist.engine.recipes import RECIPES, recipe_values
+from fmnist.engine.recipes import RECIPES, recipe_values, trains_in_fp32
 from fmnist.errors import DataError, FmnistError
 from fmnist.limits import MAX_CONFIG_BYTES, MAX_SEED, MAX_THREADS
 from fmnist.runfolder import RunFolder
@@ -218,7 +218,12 @@ def build_config(file: str | Path | None = None, *, under: dict | None = None, *
     under = under or {}
     given = {key: value for key, value in overrides.items() if value is not None}
     name = given.get("recipe", from_file.get("recipe", under.get("recipe")))
-    recipe = recipe_values(name) if name else {}
+    recipe = {}
+    if name:
+        base = recipe_values(name)  # unknown names fail here
+        layered = {**base, **under, **from_file, **given}  # the precision the run will use picks the set (recipes.py)
+        recipe = recipe_values(name, fp32=trains_in_fp32(layered.get("precision", TrainConfig.precision),
+                                                         layered.get("device", TrainConfig.device)))
     values: dict = {}
     for layer in (recipe, under, from_file, given):
         _layer(values, layer)

@@ -5,7 +5,9 @@ cores: a 3×3 stem, then blocks of conv → max-pool → BatchNorm → ReLU (poo
 quarters that work), a global max-pool and a bias-free linear head. In eval mode the model averages
 its logits over the image and its mirror image (flip test-time augmentation): evaluation,
 `fmnist predict` and ONNX export all get it, since it lives in the model. `fast-wide` is the same
-at twice the width, for a GPU or a longer CPU budget.
+at twice the width, for a GPU or a longer CPU budget; `fast-narrow` the same with fewer channels where
+the maps are large (convolutions out to 8 and 16 channels at 28×28, 48 at 14×14, 128 at 7×7: 0.46× the
+multiplies), the recipe's model where it trains in fp32 (engine/recipes.py).
 
 Measured (benchmarks/fast_recipe.py; table in benchmarks/README.md): with flip TTA the recipe ends
 0.16 points higher than without; GELU instead of ReLU is equal within noise and 4 % slower per epoch.
@@ -88,3 +90,9 @@ def fast(num_classes: int = 10, in_channels: int = 1, tta: bool = True, activati
 @register("fast-wide", "fast at twice the width (32 → 64, 128, 256); flip TTA in eval")
 def fast_wide(num_classes: int = 10, in_channels: int = 1, tta: bool = True, activation: str = "relu") -> nn.Module:
     return FastNet(num_classes, in_channels, widths=(32, 64, 128, 256), tta=tta, activation=activation)
+
+
+@register("fast-narrow", "fast with fewer channels where the maps are large: stem 8 → 3 × [conv → pool → BN → ReLU] "
+                         "(16, 48, 128) → max-pool → linear; the fast recipe's model in fp32; flip TTA in eval")
+def fast_narrow(num_classes: int = 10, in_channels: int = 1, tta: bool = True, activation: str = "relu") -> nn.Module:
+    return FastNet(num_classes, in_channels, widths=(8, 16, 48, 128), tta=tta, activation=activation)
