@@ -152,3 +152,10 @@ def test_the_light_commands_do_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+    # A refused option is refused before a recipe asks the hardware (torch) which of its values apply.
+    code = ("import sys\nfrom fmnist.engine.config import ConfigError, build_config\n"
+            "try:\n    build_config(recipe='fast', optimizer='rmsprop')\nexcept ConfigError as exc:\n    print(exc)\n"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["options: optimizer: expected one of sgd, adam, adamw, got 'rmsprop'", "False"]

@@ -7,6 +7,7 @@ itself, so that `fmnist --help` and the commands that need no torch start fast.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -135,8 +136,8 @@ def _train(world, settings, options: dict, resume: Optional[Path], out: Optional
 
         settings = distributed.on_main(world, read_config)  # rank 0's folder: other machines need no copy
         out = resume
-    else:  # a recipe picks values by the hardware (engine/recipes.py): machines that differ train rank 0's
-        settings = distributed.broadcast(world, settings)
+    else:
+        settings = _rank_zeros(world, [settings])[0]
     if out is None:  # under torchrun: one folder for every rank and every restart
         stamp = f"torchrun-{world.run_id}" if world is not None and world.run_id else time.strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{settings.model_name}-{stamp}"
@@ -164,6 +165,17 @@ def _train(world, settings, options: dict, resume: Optional[Path], out: Optional
                   f"(best val_accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}, "
                   f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s)")
     console.print(f"run folder: {out} (report.html)")
+
+
+def _rank_zeros(world, configs: list) -> list:
+    """Rank 0's configs on every rank, each with this machine's own device, threads and data folder: a recipe
+    picks its values by the hardware (engine/recipes.py), and machines that differ must train the same model."""
+    if world is None:
+        return configs
+    from fmnist.engine import distributed  # torch: imported when a command needs it
+
+    return [replace(theirs, device=ours.device, threads=ours.threads, data=ours.data)
+            for theirs, ours in zip(distributed.broadcast(world, configs), configs)]
 
 
 @command(short_help="k-fold cross-validation of one or more models.")
@@ -205,7 +217,7 @@ def cv(
 
     world = distributed.start()  # torchrun's processes, or None
     main = world is None or world.main
-    configs = distributed.broadcast(world, configs)  # rank 0's, as in train: a recipe's values follow the hardware
+    configs = _rank_zeros(world, configs)
     if out is None:  # under torchrun: the same folder on every rank
         stamp = f"torchrun-{world.run_id}" if world is not None and world.run_id else time.strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"cv-{stamp}"

@@ -17,7 +17,7 @@ import yaml
 from fmnist.bounded import read_yaml_file
 from fmnist.device import PRECISIONS
 from fmnist.engine.augment import AUGMENTS
-from fmnist.engine.recipes import RECIPES, recipe_values, trains_in_fp32
+from fmnist.engine.recipes import FP32_VALUES, RECIPES, recipe_values, trains_in_fp32
 from fmnist.errors import DataError, FmnistError
 from fmnist.limits import MAX_CONFIG_BYTES, MAX_SEED, MAX_THREADS
 from fmnist.runfolder import RunFolder
@@ -217,23 +217,15 @@ def build_config(file: str | Path | None = None, *, under: dict | None = None, *
     from_file: dict = load_config_file(file) if file else {}
     under = under or {}
     given = {key: value for key, value in overrides.items() if value is not None}
+    layers = (under, from_file, given)
     name = given.get("recipe", from_file.get("recipe", under.get("recipe")))
-    recipe = {}
-    if name:
-        base = recipe_values(name)  # unknown names fail here
-        layered = {**base, **under, **from_file, **given}  # the precision the run will use picks the set (recipes.py)
-        recipe = recipe_values(name, fp32=trains_in_fp32(layered.get("precision", TrainConfig.precision),
-                                                         layered.get("device", TrainConfig.device)))
-    values: dict = {}
-    for layer in (recipe, under, from_file, given):
-        _layer(values, layer)
-    epochs = values.get("epochs")
-    if ("warmup_epochs" in recipe and not any("warmup_epochs" in layer for layer in (under, from_file, given))
-            and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs != recipe["epochs"]):
-        # The recipe's warm-up is a share of its own length (fast: 1 of 8 epochs); a run of another
-        # length keeps the share, so `--recipe fast --epochs 1` warms up for the first 1/8 of its epoch.
-        values["warmup_epochs"] = recipe["warmup_epochs"] * epochs / recipe["epochs"]
-    config = config_from_dict(values, origin=str(file) if file else "options")
+    origin = str(file) if file else "options"
+    config = _layered(recipe_values(name) if name else {}, layers, origin)  # checked first: a refused option costs no torch
+    if (name in FP32_VALUES and not any(layer.get("model") is not None or layer.get("spec") is not None for layer in layers)
+            and trains_in_fp32(config.precision, config.device)):
+        # The run will train in fp32: the recipe's fp32 values (recipes.py). They come as a set, chosen for their
+        # model: a model or spec of the user's keeps the recipe's own values around it.
+        config = _layered(recipe_values(name, fp32=True), layers, origin)
     if config.spec is None or config.model_options:  # fail now, not after other models of a `cv` have trained
         from fmnist import models  # here, not at the top: the models import torch, option parsing must not
 
@@ -244,8 +236,22 @@ def build_config(file: str | Path | None = None, *, under: dict | None = None, *
                 raise FmnistError("they apply to registered models, not to a spec")
             models.architecture_for(name=config.model, options=config.model_options)
         except FmnistError as exc:
-            raise ConfigError(f"{file or 'options'}: model_options: {exc}") from None
+            raise ConfigError(f"{origin}: model_options: {exc}") from None
     return config
+
+
+def _layered(recipe: dict, layers: tuple[dict, ...], origin: str) -> TrainConfig:
+    """The config of `recipe`'s values under `layers` (lowest first), checked."""
+    values: dict = {}
+    for layer in (recipe, *layers):
+        _layer(values, layer)
+    epochs = values.get("epochs")
+    if ("warmup_epochs" in recipe and not any("warmup_epochs" in layer for layer in layers)
+            and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs != recipe["epochs"]):
+        # The recipe's warm-up is a share of its own length (fast: 1 of 8 epochs); a run of another
+        # length keeps the share, so `--recipe fast --epochs 1` warms up for the first 1/8 of its epoch.
+        values["warmup_epochs"] = recipe["warmup_epochs"] * epochs / recipe["epochs"]
+    return config_from_dict(values, origin=origin)
 
 
 def _layer(values: dict, top: dict) -> None:
