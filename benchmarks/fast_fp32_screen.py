@@ -122,8 +122,8 @@ def speed(names: list[str]) -> None:
 
 
 def train(specs: list[str]) -> None:
-    from fast_recipe import run  # beside this script
-    from machine import ISAS
+    from fast_recipe import run  # beside this script; here because only `train` needs it
+    from machine import ISAS  # beside this script, likewise
 
     dataset = fmnist.load_dataset(download=False)
     types = {"batch_size": int, "lr": float, "label_smoothing": float, "augment": str}
@@ -134,7 +134,8 @@ def train(specs: list[str]) -> None:
             for item in rest:
                 key, value = item.split("=")
                 changes[key] = types[key](value)
-            result = {"variant": spec, "isa_environment": {key: os.environ.get(key) for key in ISAS["avx2"]},
+            # A model of the layer above the recipe keeps the recipe's own values (lr 0.1; engine/recipes.py).
+            result = {"variant": spec, "changes": changes, "isa_environment": {key: os.environ.get(key) for key in ISAS["avx2"]},
                       "date": time.strftime("%Y-%m-%d"), **run(changes, int(seed), dataset, 0.93)}
             out.write(json.dumps(result) + "\n")
             out.flush()

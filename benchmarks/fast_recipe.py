@@ -39,7 +39,7 @@ ABLATIONS = {
     "no flip augmentation": {"augment": "none"},
     "flip + translation (±2 px) augmentation": {"augment": "flip+crop"},
     "no label smoothing": {"label_smoothing": 0.0},
-    "fp32, the model `fast` (what bf16 machines train)": {"precision": "fp32", "model": "fast"},
+    "fp32, the model `fast` (what bf16 machines train)": {"precision": "fp32", "model": "fast"},  # the recipe's own values
     "fp32 values of the recipe (model `fast-narrow`, lr 0.2)": {"precision": "fp32"},
     "lr 0.1 (the bf16 values' rate)": {"lr": 0.1},
     "constant learning rate (no warm-up, no decay)": {"schedule": "constant"},
@@ -86,7 +86,7 @@ def summarise(runs: list[dict]) -> dict:
 
 def keras_peer(seeds: int, epochs: int, isa: str) -> dict:
     """Write-up 001's MiniVGGNet in Keras, `epochs` per seed, each seed a fresh process (vs_keras.py's worker)."""
-    from vs_keras import fill_keras_cache, run_worker  # beside this script; imports TensorFlow only in its worker
+    from vs_keras import fill_keras_cache, run_worker  # here: only --keras-seeds needs it (TensorFlow loads in its worker)
 
     runs = []
     with tempfile.TemporaryDirectory() as keras_home:
@@ -113,6 +113,9 @@ def main() -> None:
                         help="the instruction set torch (and the Keras peer) may use (avx2: an AVX2-only CPU, emulated)")
     parser.add_argument("--keras-seeds", type=int, default=0, help="seeds of the Keras MiniVGGNet peer (0: none)")
     parser.add_argument("--keras-epochs", type=int, default=2, help="epochs per Keras seed (epoch 1 is not counted)")
+    parser.add_argument("--first-seed", type=int, default=1, help="seeds run from this one up (another set of seeds)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="default: benchmarks/results/fast_recipe[-ISA-emulated].json")
     args = parser.parse_args()
     if args.keras_seeds and args.keras_epochs < 2:
         sys.exit("--keras-epochs must be at least 2 (epoch 1 is warm-up)")
@@ -122,7 +125,9 @@ def main() -> None:
         # torch reads these once, when it loads: only a new process can be held to another instruction set
         os.execve(sys.executable, [sys.executable, *sys.argv], held)
 
-    import fmnist  # noqa: I001  (before torch: fmnist's OpenMP default reaches libgomp, as in the CLI)
+    # here, after the re-exec above (torch reads the ISA variables once, when it loads); fmnist before torch: its
+    # OpenMP default reaches libgomp, as in the CLI
+    import fmnist  # noqa: I001
     import torch
     from fmnist.engine.recipes import recipe_values, trains_in_fp32
 
@@ -139,7 +144,7 @@ def main() -> None:
     results = {}
     for name, (changes, seeds) in variants.items():
         runs = []
-        for seed in range(1, seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + seeds):
             runs.append(run(changes, seed, dataset, args.target))
             print(f"  {name}, seed {seed}: {runs[-1]['final']:.4f} after {runs[-1]['total_seconds']:.0f} s; "
                   f"{args.target:.0%} at {_seconds(runs[-1]['time_to_target'])}", file=sys.stderr, flush=True)
@@ -152,7 +157,7 @@ def main() -> None:
         "wall_seconds": time.perf_counter() - started, "variants": results, "keras_minivgg": peer,
     }
     emulated = "" if args.isa == "native" else f"-{args.isa}-emulated"
-    out = HERE / "results" / f"fast_recipe{emulated}.json"
+    out = args.results or HERE / "results" / f"fast_recipe{emulated}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"| variant | seconds to {args.target:.0%} (mean, max; seeds reaching) | final test accuracy | s/epoch |")
