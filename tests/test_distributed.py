@@ -173,6 +173,29 @@ def test_two_processes_train_what_one_process_trains(tmp_path, small_idx_dir):
     assert "training baseline on 270 images" in result.stderr
 
 
+def test_two_processes_train_under_bf16_autocast_as_one_process_does(tmp_path, small_idx_dir):
+    # The test above pins fp32; this one runs the bf16 path (--precision auto on an AVX512-BF16 CPU; emulated,
+    # so slower, elsewhere) through DistributedDataParallel. Half batches round otherwise than whole ones, so
+    # the weights are close, not equal. Measured: 2e-3 apart; one process at twice the learning rate ends far
+    # further from the two than the bound, so a wrong step (a gradient not averaged, a share taken twice)
+    # would fail it.
+    config = dict(model="baseline", epochs=2, batch_size=89, augment="flip+crop", val="split:0.1", threads=1,
+                  precision="bf16", data=str(small_idx_dir))
+    fmnist.train(TrainConfig(**config), tmp_path / "one")
+    fmnist.train(TrainConfig(**{**config, "lr": 0.02}), tmp_path / "faster")
+    result = torchrun("train", "--model", "baseline", "--epochs", "2", "--batch-size", "89", "--augment", "flip+crop",
+                      "--val", "split:0.1", "--threads", "1", "--precision", "bf16", "--data", small_idx_dir,
+                      "--out", tmp_path / "two")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "bf16 autocast" in result.stderr
+    bound = 0.02
+    assert_same_weights(tmp_path / "one" / "model.safetensors", tmp_path / "two" / "model.safetensors", bound)
+    with pytest.raises(AssertionError):
+        assert_same_weights(tmp_path / "faster" / "model.safetensors", tmp_path / "two" / "model.safetensors", bound)
+    first, second = RunFolder(tmp_path / "one").read_history(), RunFolder(tmp_path / "two").read_history()
+    assert first[-1]["loss"] == pytest.approx(second[-1]["loss"], rel=0.02)
+
+
 def test_a_refusal_stops_every_process_with_its_one_line(tmp_path, small_idx_dir):
     out = tmp_path / "taken"
     RunFolder(out).start("model: baseline\n")
