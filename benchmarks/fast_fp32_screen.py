@@ -33,8 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fmnist import models, runtime
-from fmnist.models.fast import FastNet, _conv_bn
-from fmnist.models.layers import Rescale
+from fmnist.models.fast import FastNet
 from fmnist.models.registry import register
 
 HERE = Path(__file__).resolve().parent
@@ -50,23 +49,12 @@ class PoolFirst(FastNet):
                                        nn.BatchNorm2d(widths[1]), nn.ReLU())
 
 
-class SpaceToDepth(nn.Module):
-    """28×28×1 → 14×14×4 (pixel unshuffle), a conv stem at 14×14, then FastNet's blocks."""
+class SpaceToDepth(FastNet):
+    """28×28×1 → 14×14×4 (pixel unshuffle) in front of FastNet's stem, which then runs at 14×14."""
 
     def __init__(self, widths: tuple[int, ...]):
-        super().__init__()
-        self.rescale, self.unshuffle = Rescale(), nn.PixelUnshuffle(2)
-        self.stem = _conv_bn(4, widths[0], pool=False, activation="relu")
-        self.blocks = nn.Sequential(*[_conv_bn(a, b, pool=True, activation="relu") for a, b in zip(widths[:-1], widths[1:])])
-        self.pool, self.head, self.tta = nn.AdaptiveMaxPool2d(1), nn.Linear(widths[-1], 10, bias=False), True
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.blocks(self.stem(self.unshuffle(self.rescale(x))))).flatten(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training or not self.tta:
-            return self.logits(x)
-        return 0.5 * (self.logits(x) + self.logits(torch.flip(x, dims=[3])))
+        super().__init__(in_channels=4, widths=widths)
+        self.stem = nn.Sequential(nn.PixelUnshuffle(2), self.stem)
 
 
 def _widths(name: str) -> tuple[int, ...]:

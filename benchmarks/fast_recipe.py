@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import ISAS, isa_environment, machine  # benchmarks/machine.py, beside this script
+from machine import ISA_VARIABLES, ISAS, isa_environment, machine  # benchmarks/machine.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 WRITEUP_001_EPOCHS = 25  # MiniVGGNet's recipe as write-up 001 runs it
@@ -86,14 +86,14 @@ def summarise(runs: list[dict]) -> dict:
 
 def keras_peer(seeds: int, epochs: int, isa: str) -> dict:
     """Write-up 001's MiniVGGNet in Keras, `epochs` per seed, each seed a fresh process (vs_keras.py's worker)."""
-    from vs_keras import fill_keras_cache, run_worker  # here: only --keras-seeds needs it (TensorFlow loads in its worker)
+    from vs_keras import fill_keras_cache, run_worker, summarise  # here: only --keras-seeds needs it (TensorFlow loads in its worker)
 
     runs = []
     with tempfile.TemporaryDirectory() as keras_home:
         fill_keras_cache(Path(keras_home))
         for seed in range(1, seeds + 1):
             runs.append(run_worker("keras", "minivgg", epochs, seed, Path(keras_home), quiet=False, isa=isa))
-    per_epoch = [statistics.mean(row["seconds"] for row in rows[1:]) for rows in runs]
+    per_epoch = summarise(runs, None)["seconds_per_epoch"]["values"]  # each seed's, epoch 1 left out
     # The write-up's 25 epochs, estimated per seed: its first epoch as measured (TensorFlow traces its graph
     # there), the other 24 at the mean of the later epochs measured.
     estimates = [rows[0]["seconds"] + (WRITEUP_001_EPOCHS - 1) * later for rows, later in zip(runs, per_epoch)]
@@ -120,8 +120,7 @@ def main() -> None:
     if args.keras_seeds and args.keras_epochs < 2:
         sys.exit("--keras-epochs must be at least 2 (epoch 1 is warm-up)")
     held = isa_environment(args.isa)
-    if any(os.environ.get(key) != value for key, value in held.items() if key in ISAS["avx2"]) or \
-            (args.isa == "native" and any(key in os.environ for key in ISAS["avx2"])):
+    if any(os.environ.get(key) != held.get(key) for key in ISA_VARIABLES):
         # torch reads these once, when it loads: only a new process can be held to another instruction set
         os.execve(sys.executable, [sys.executable, *sys.argv], held)
 

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from fmnist import device as device_module
 from fmnist import models
 from fmnist.engine.augment import Augment
 from fmnist.device import resolve_precision
 from fmnist.engine.config import ConfigError, TrainConfig, build_config
-from fmnist.engine.recipes import FP32_VALUES, RECIPES, recipe_values, trains_in_fp32
+from fmnist.engine.recipes import FP32_VALUES, RECIPES
 from fmnist.engine.schedule import lr_factor
 from fmnist.engine.trainer import fit
 from fmnist.errors import FmnistError
@@ -73,8 +74,6 @@ def test_the_linear_schedule_warms_up_then_decays_to_zero():
 
 
 def test_precision_choices(monkeypatch):
-    from fmnist import device as device_module
-
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
     assert resolve_precision("fp32", cpu) is None
     assert resolve_precision("bf16", cpu) is torch.bfloat16
@@ -95,8 +94,6 @@ def test_precision_choices(monkeypatch):
                                                                 ("ALL", True), ("", True)])
 def test_a_onednn_instruction_set_cap_without_bf16_means_no_native_bf16(monkeypatch, tmp_path, cap,
                                                                           native_if_the_cpu_has_it):
-    from fmnist import device as device_module
-
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_bf16\n")
     real_open = open
@@ -108,15 +105,16 @@ def test_a_onednn_instruction_set_cap_without_bf16_means_no_native_bf16(monkeypa
     assert resolve_precision("auto", torch.device("cpu")) is (torch.bfloat16 if native_if_the_cpu_has_it else None)
 
 
-def test_recipes_layer_under_config_files_and_options(tmp_path):
-    fast = build_config(recipe="fast")
-    assert fast.recipe == "fast" and fast.model == recipe_values("fast", fp32=trains_in_fp32("auto", "auto"))["model"]
+def test_recipes_layer_under_config_files_and_options(tmp_path, monkeypatch):
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)  # the recipe's own values on any CPU
+    fast = build_config(recipe="fast", device="cpu")
+    assert fast.recipe == "fast" and fast.model == RECIPES["fast"]["model"]
     assert fast.augment == RECIPES["fast"]["augment"]
     overridden = build_config(recipe="fast", epochs=3)
     assert overridden.epochs == 3 and overridden.batch_size == fast.batch_size
     file = tmp_path / "mine.yaml"
     file.write_text("recipe: fast\nlabel_smoothing: 0.0\n")
-    from_file = build_config(file)
+    from_file = build_config(file, device="cpu")
     assert from_file.label_smoothing == 0.0 and from_file.model == fast.model
     assert build_config(recipe="fast", model="baseline").model == "baseline"
     with pytest.raises(FmnistError, match="unknown recipe 'slow'; known recipes: fast"):
@@ -128,8 +126,6 @@ def test_recipes_layer_under_config_files_and_options(tmp_path):
     (True, {"precision": "fp32"}, True), (False, {"precision": "bf16"}, False),  # the precision asked for decides
 ])
 def test_the_fast_recipe_takes_its_fp32_values_where_it_trains_in_fp32(monkeypatch, tmp_path, native, given, fp32):
-    from fmnist import device as device_module
-
     monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
     config = build_config(recipe="fast", device="cpu", **given)
     expected = {**RECIPES["fast"], **(FP32_VALUES["fast"] if fp32 else {})}
