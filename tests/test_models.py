@@ -13,7 +13,7 @@ from torch import nn
 from fmnist import models
 from fmnist.errors import FmnistError
 from fmnist.models import DEFAULT_SPEC, SpecError
-from fmnist.models.layers import Flatten, Rescale, dense, glorot_uniform_, he_normal_, he_uniform_
+from fmnist.models.layers import Dropout, Flatten, Rescale, dense, glorot_uniform_, he_normal_, he_uniform_
 
 # (total, trainable) as the write-ups' Keras model.summary() reports them.
 KERAS_COUNTS = {
@@ -383,3 +383,41 @@ def test_write_up_models_flatten_with_the_layout_keeping_flatten(name):
     model(images).sum().backward()
     assert received[0].dim() == 4 and received[0].is_contiguous(memory_format=torch.channels_last)
     assert not received[0].is_contiguous()
+
+
+def test_dropout_keeps_one_minus_p_of_the_activations_and_scales_them():
+    torch.manual_seed(0)
+    x = torch.ones(200_000, requires_grad=True)
+    y = Dropout(0.25).train()(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.005  # binomial std: 0.001
+    assert torch.equal(y[kept], torch.full((int(kept.sum()),), 1 / 0.75))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient flows through what was kept, scaled alike
+
+
+def test_dropout_draws_from_the_seeded_generator_keeps_the_layout_and_is_off_in_eval():
+    x = torch.ones(4, 8, 5, 5).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(3)
+    first = Dropout(0.5).train()(x)
+    torch.manual_seed(3)
+    again = Dropout(0.5).train()(x)
+    following = Dropout(0.5).train()(x)
+    assert torch.equal(first, again) and not torch.equal(first, following)
+    assert first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous()
+    assert Dropout(0.5).eval()(x) is x and Dropout(0.0).train()(x) is x
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+
+
+def test_dropout_in_bf16_keeps_bf16_and_the_exact_scale():
+    torch.manual_seed(0)
+    y = Dropout(0.25).train()(torch.ones(20_000, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16
+    assert set(y.unique().tolist()) == {0.0, torch.tensor(1 / 0.75).bfloat16().item()}
+    assert abs((y != 0).float().mean().item() - 0.75) < 0.02
+
+
+def test_dropout_draws_a_mask_per_stacked_model():
+    stacked = torch.func.vmap(Dropout(0.5).train(), randomness="different")(torch.ones(3, 20_000))
+    assert not torch.equal(stacked[0], stacked[1]) and not torch.equal(stacked[1], stacked[2])
+    assert all(abs((row != 0).float().mean().item() - 0.5) < 0.02 for row in stacked)

@@ -37,7 +37,8 @@ from torch import nn
 from fmnist.bounded import BoundsError, brief, parse_json, parse_yaml, read_text_file
 from fmnist.errors import DataError, FmnistError
 from fmnist.limits import MAX_ACTIVATION_BYTES, MAX_BLOCKS, MAX_INTEGER, MAX_PARAMETERS, MAX_SPEC_BYTES
-from fmnist.models.layers import ACTIVATIONS, Flatten, Rescale, activation, batch_norm1d, batch_norm2d, conv2d, dense
+from fmnist.models.layers import (ACTIVATIONS, Dropout, Flatten, Rescale, activation, batch_norm1d, batch_norm2d,
+                                  conv2d, dense)
 
 INPUT_SIZE = 28  # images are 28x28; the shrink check and the first Dense layer's width follow from it
 CONV_FIELDS = ("pad", "channels", "filter", "stride", "pool", "activation")
@@ -276,7 +277,7 @@ def build_from_spec(spec: Any, num_classes: int = 10, in_channels: int = 1) -> n
     for name in fc_names:
         neurons, act = spec[name][f"{name}_neurons"], spec[name][f"{name}_activation"]
         layers[f"{name}_bn"] = batch_norm1d(features)
-        layers[f"{name}_drop"] = nn.Dropout(spec["dropout"])
+        layers[f"{name}_drop"] = Dropout(spec["dropout"])
         layers[name] = dense(features, neurons)
         if not (name == fc_names[-1] and act == "softmax"):  # the final softmax lives in the loss
             layers[f"{name}_act"] = activation(act)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from fmnist.models.layers import Flatten, Rescale, batch_norm1d, batch_norm2d, conv2d, dense
+from fmnist.models.layers import Dropout, Flatten, Rescale, batch_norm1d, batch_norm2d, conv2d, dense
 from fmnist.models.registry import register
 from fmnist.models.spec import DEFAULT_SPEC, build_from_spec, with_num_classes
 
@@ -71,21 +71,21 @@ def _conv3(num_classes: int, in_channels: int, dropout: tuple[float, float, floa
     layers["conv1_relu"] = nn.ReLU()
     layers["pool1"] = nn.MaxPool2d(2)  # (N, 32, 13, 13)
     if dropout:
-        layers["drop1"] = nn.Dropout(dropout[0])
+        layers["drop1"] = Dropout(dropout[0])
     layers["conv2"] = conv2d(32, 64, 3)  # (N, 64, 11, 11)
     layers["conv2_relu"] = nn.ReLU()
     layers["pool2"] = nn.MaxPool2d(2)  # (N, 64, 5, 5)
     if dropout:
-        layers["drop2"] = nn.Dropout(dropout[1])
+        layers["drop2"] = Dropout(dropout[1])
     layers["conv3"] = conv2d(64, 128, 3)  # (N, 128, 3, 3)
     layers["conv3_relu"] = nn.ReLU()
     if dropout:
-        layers["drop3"] = nn.Dropout(dropout[2])
+        layers["drop3"] = Dropout(dropout[2])
     layers["flatten"] = Flatten()  # (N, 1152)
     layers["dense1"] = dense(128 * 3 * 3, 128)  # (N, 128)
     layers["dense1_relu"] = nn.ReLU()
     if dropout:
-        layers["drop4"] = nn.Dropout(dropout[3])
+        layers["drop4"] = Dropout(dropout[3])
     layers["dense2"] = dense(128, num_classes)  # (N, classes) logits
     return nn.Sequential(layers)
 
@@ -115,7 +115,7 @@ def minivgg(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
         conv1_2_relu=nn.ReLU(),
         conv1_2_bn=batch_norm2d(32),
         pool1=nn.MaxPool2d(2),  # (N, 32, 14, 14)
-        drop1=nn.Dropout(0.25),
+        drop1=Dropout(0.25),
         conv2_1=conv2d(32, 64, 3, padding=1),  # (N, 64, 14, 14)
         conv2_1_relu=nn.ReLU(),
         conv2_1_bn=batch_norm2d(64),
@@ -123,12 +123,12 @@ def minivgg(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
         conv2_2_relu=nn.ReLU(),
         conv2_2_bn=batch_norm2d(64),
         pool2=nn.MaxPool2d(2),  # (N, 64, 7, 7)
-        drop2=nn.Dropout(0.25),
+        drop2=Dropout(0.25),
         flatten=Flatten(),  # (N, 3136)
         dense1=dense(64 * 7 * 7, 512),  # (N, 512)
         dense1_relu=nn.ReLU(),
         dense1_bn=batch_norm1d(512),
-        drop3=nn.Dropout(0.5),
+        drop3=Dropout(0.5),
         dense2=dense(512, num_classes),  # (N, classes) logits
     ))
 
