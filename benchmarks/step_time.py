@@ -1,9 +1,12 @@
 """Milliseconds per training step at batch 32, and what changes them: the CPU's instruction set, the
-precision, the memory layout, the optimizer's update kernel, torch.compile.
+precision, the memory layout, the optimizer's update kernel, torch.compile, splitting the batch over threads,
+the dropout module.
 
     .venv/bin/python benchmarks/step_time.py                                  # baseline: every variant, 5 repeats
     .venv/bin/python benchmarks/step_time.py --models baseline,minivgg --isas native,avx2 --repeats 5
     .venv/bin/python benchmarks/step_time.py --compile none,default --kernels foreach   # torch.compile's step
+    .venv/bin/python benchmarks/step_time.py --splits 1,2 --kernels loop   # inter-op: half the batch per thread
+    .venv/bin/python benchmarks/step_time.py --models minivgg --dropouts fmnist,torch --kernels loop   # masks
 
 Each measurement is a process of its own (oneDNN, ATen and MKL read the instruction set they may use when
 torch loads: `--isas avx2` emulates an AVX2-only CPU on a newer one, as issue 18 asks; machine.ISAS), running
@@ -44,6 +47,23 @@ BATCH = 32
 
 def measure(variant: dict, warmup: int, steps: int) -> dict:
     """In this process: one variant's milliseconds per step (run by the parent as a child process)."""
+    step, result = trainer_step(variant)
+    step(0)
+    isa = _onednn_isa(lambda: step(1))
+    for i in range(2, warmup):
+        step(i)
+    started = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        step(i)
+    seconds = time.perf_counter() - started
+    context = result()
+    return {"ms_per_step": seconds / steps * 1000, "onednn_isa": isa,
+            "mean_loss": context.pop("loss_sum") / ((warmup + steps) * BATCH), **context}
+
+
+def trainer_step(variant: dict):
+    """fmnist's training step for `variant` (model, precision, layout, kernel, compile), built in this process:
+    (step(i) taking the i-th batch of a fixed shuffle, result() giving the summed loss, threads and torch version)."""
     import torch
     from torch.nn import functional as F
 
@@ -56,6 +76,11 @@ def measure(variant: dict, warmup: int, steps: int) -> dict:
     images = torch.from_numpy(data.train.images).unsqueeze(1)  # uint8, resident, as the trainer keeps it
     labels = torch.from_numpy(data.train.labels).long()
     model = models.create(variant["model"])
+    if variant.get("dropout", "fmnist") == "torch":  # torch's own module (bernoulli_ masks) for the A/B
+        for module in list(model.modules()):
+            for name, child in module.named_children():
+                if isinstance(child, torch.nn.Dropout):
+                    setattr(module, name, torch.nn.Dropout(child.p))
     if variant["layout"] == "channels_last":
         model = model.to(memory_format=torch.channels_last)
     options = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[variant["kernel"]]
@@ -72,6 +97,8 @@ def measure(variant: dict, warmup: int, steps: int) -> dict:
         optimizer.step()
         return loss.detach(), (logits.argmax(1) == yb).sum()
 
+    if variant.get("split", 1) > 1:
+        forward_backward = _split_step(model, trainer, optimizer, bf16, variant["split"])
     if variant["compile"] != "none":
         forward_backward = torch.compile(forward_backward, mode=None if variant["compile"] == "default"
                                          else variant["compile"])
@@ -85,16 +112,45 @@ def measure(variant: dict, warmup: int, steps: int) -> dict:
         loss_sum += loss * len(batch)
         correct += right
 
-    step(0)
-    isa = _onednn_isa(lambda: step(1))
-    for i in range(2, warmup):
-        step(i)
-    started = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        step(i)
-    seconds = time.perf_counter() - started
-    return {"ms_per_step": seconds / steps * 1000, "onednn_isa": isa, "mean_loss": float(loss_sum) / ((warmup + steps) * BATCH),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+    def result() -> dict:
+        return {"loss_sum": float(loss_sum), "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+    return step, result
+
+
+def _split_step(model, trainer, optimizer, bf16: bool, shares: int):
+    """The step with its batch split over `shares` threads (inter-op parallelism): each thread computes its share's
+    gradients with one intra-op thread, the gradients are summed in a fixed order and SGD steps once. The same
+    arithmetic as one batch (up to rounding) where no layer looks across the batch: batch norm and dropout refused."""
+    import concurrent.futures
+
+    import torch
+    from torch.nn import functional as F
+
+    if any(isinstance(module, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.Dropout)) for module in model.modules()):
+        raise SystemExit("--splits: batch norm's statistics and dropout's masks would change with the split")
+    params = list(model.parameters())
+    torch.set_num_threads(1)  # this thread computes a share too
+    pool = concurrent.futures.ThreadPoolExecutor(shares - 1, initializer=torch.set_num_threads, initargs=(1,))
+
+    def share(xb: torch.Tensor, yb: torch.Tensor, total: int):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # autocast is per thread
+            logits = trainer(xb)
+        loss = F.cross_entropy(logits.float(), yb, reduction="sum")
+        return loss.detach(), (logits.argmax(1) == yb).sum(), torch.autograd.grad(loss / total, params)
+
+    def forward_backward(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = list(zip(xb.chunk(shares), yb.chunk(shares)))
+        others = [pool.submit(share, x, y, len(yb)) for x, y in parts[1:]]
+        results = [share(*parts[0], len(yb))] + [other.result() for other in others]
+        for i, param in enumerate(params):
+            param.grad = results[0][2][i]
+            for result in results[1:]:
+                param.grad.add_(result[2][i])
+        optimizer.step()
+        return sum(result[0] for result in results) / len(yb), sum(result[1] for result in results)
+
+    return forward_backward
 
 
 def _onednn_isa(work) -> str:
@@ -140,6 +196,8 @@ def main() -> None:
     parser.add_argument("--precisions", default=None, help="fp32 and/or bf16 (default: fp32, and bf16 where native)")
     parser.add_argument("--layouts", default="channels_last,contiguous")
     parser.add_argument("--kernels", default=",".join(KERNELS))
+    parser.add_argument("--dropouts", default="fmnist", help="fmnist's dropout module and/or torch's (bernoulli_ masks)")
+    parser.add_argument("--splits", default="1", help="threads the batch is split over (inter-op), e.g. 1,2")
     parser.add_argument("--compile", default="none", help="none and/or torch.compile modes (default, max-autotune-no-cudagraphs)")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=50)
@@ -161,7 +219,9 @@ def main() -> None:
 
     precisions = listed(args.precisions) if args.precisions else ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
     dimensions = {"model": listed(args.models), "isa": listed(args.isas), "precision": precisions,
-                  "layout": listed(args.layouts), "compile": listed(args.compile), "kernel": listed(args.kernels)}
+                  "layout": listed(args.layouts), "compile": listed(args.compile), "split": [int(n) for n in listed(args.splits)],
+                  "dropout": listed(args.dropouts),
+                  "kernel": listed(args.kernels)}
     if set(dimensions["isa"]) - set(ISAS):
         parser.error(f"--isas: any of {', '.join(ISAS)}")
     variants = [dict(zip(dimensions, values)) for values in itertools.product(*dimensions.values())]
@@ -192,7 +252,8 @@ def report(results: dict) -> None:
     kernels = list(dict.fromkeys(variant["kernel"] for variant in results["variants"]))
     rows: dict[tuple, dict[str, str]] = {}
     for variant in results["variants"]:
-        key = (variant["model"], variant["isa"], variant["precision"], variant["layout"], variant["compile"])
+        key = (variant["model"], variant["isa"], variant["precision"], variant["layout"], variant["compile"],
+               str(variant.get("split", 1)), variant.get("dropout", "torch"))
         good = [run for run in variant["runs"] if "error" not in run]
         if good:
             isa = good[0]["onednn_isa"] or "—"
@@ -200,8 +261,9 @@ def report(results: dict) -> None:
         else:
             cell = f"failed: {variant['runs'][0]['error']}"
         rows.setdefault(key, {})[variant["kernel"]] = cell
-    print(f"| model | ISA cap | precision | layout | compile | {' | '.join(kernels)} |")
-    print("|" + "---|" * (5 + len(kernels)))
+    print(f"| model | ISA cap | precision | layout | compile | threads splitting the batch | dropout | "
+          f"{' | '.join(kernels)} |")
+    print("|" + "---|" * (7 + len(kernels)))
     for key, cells in rows.items():
         print(f"| {' | '.join(key)} | {' | '.join(cells.get(kernel, '') for kernel in kernels)} |")
 
