@@ -34,6 +34,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from machine import ISAS, describe, isa_environment, machine, spread  # noqa: E402  (benchmarks/machine.py)
 
+# Importing fmnist before torch sets its OpenMP default (GOMP_SPINCOUNT=1000, runtime.py), which libgomp reads once
+# when torch loads: the child processes inherit it and step as the trainer does. Keras's worker runs without it
+# (vs_keras.run_worker removes what fmnist set).
+import fmnist  # noqa: E402,F401,I001
+
 STEPS_PER_KERAS_EPOCH = 60_000 // 32
 # The operators whose self time is MKL's or oneDNN's arithmetic (layout reorders and casts are copies of their own).
 FLOP_OPERATORS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::mkldnn_convolution", "aten::convolution_backward",
@@ -42,7 +47,7 @@ FLOP_OPERATORS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::mkldnn_convolut
 
 def measure(model: str, warmup: int, steps: int) -> dict:
     """In this process: the step's milliseconds, its FLOP operators' self time, its FLOPs and the matrix peak."""
-    import torch
+    import torch  # here: the parent process never loads torch's kernels
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -75,7 +80,7 @@ def measure(model: str, warmup: int, steps: int) -> dict:
 
 def _matrix_peak(dtype, size: int = 2048, repeats: int = 20) -> float:
     """GFLOP/s of torch.mm on two size² matrices of `dtype` (the best of `repeats`, after a warm-up)."""
-    import torch
+    import torch  # here: measured in the child, under its instruction set
 
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
     best = float("inf")
@@ -93,9 +98,8 @@ def run_child(model: str, isa: str, args) -> dict:
         command = [sys.executable, __file__, "--child", model, "--child-out", str(out), "--warmup", str(args.warmup),
                    "--steps", str(args.steps)]
         done = subprocess.run(command, env=isa_environment(isa), capture_output=True, text=True, timeout=args.timeout)
-        if done.returncode != 0 or not out.is_file():
-            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-            sys.exit(f"{model} ({isa}) failed: {last}")
+        if done.returncode != 0 or not out.is_file():  # recorded, and the other runs go on
+            return {"error": (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1][:300]}
         return json.loads(out.read_text())
 
 
@@ -134,9 +138,11 @@ def main() -> None:
         return
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     isas = [name.strip() for name in args.isas.split(",") if name.strip()]
-    if set(models) - {"baseline", "minivgg"} or set(isas) - set(ISAS) or args.keras_epochs == 1:
-        parser.error(f"--models: baseline, minivgg; --isas: {', '.join(ISAS)}; --keras-epochs: 0 or at least 2")
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    if (not models or set(models) - {"baseline", "minivgg"} or not isas or set(isas) - set(ISAS)
+            or args.keras_epochs == 1 or args.keras_epochs < 0 or min(args.repeats, args.steps) < 1 or args.warmup < 0):
+        parser.error(f"--models: baseline, minivgg; --isas: {', '.join(ISAS)}; --keras-epochs: 0 or at least 2; "
+                     "--repeats and --steps: at least 1")
+    started, before = time.strftime("%Y-%m-%d %H:%M:%S %Z"), machine()  # the load before this script's own work
     pairs = [(model, isa) for model in models for isa in isas]
     runs: dict[str, list[dict]] = {f"{model} {isa}": [] for model, isa in pairs}
     for repeat in range(args.repeats):
@@ -146,7 +152,7 @@ def main() -> None:
             print(f"# repeat {repeat + 1}/{args.repeats} {model} {isa}: {runs[f'{model} {isa}'][-1]}", file=sys.stderr,
                   flush=True)
     keras = keras_step_ms(models, isas, args.keras_epochs) if args.keras_epochs else {}
-    results = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "started": started, "machine": machine(),
+    results = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "started": started, "machine": before,
                "beside": args.beside, "settings": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
                                                    "keras_epochs": args.keras_epochs},
                "fmnist": runs, "keras": keras}
@@ -163,7 +169,11 @@ def report(results: dict) -> None:
     print("| model, ISA (precision) | fmnist's step | its matrix products and convolutions | the same FLOPs at "
           "the matrix peak | Keras's step | half of Keras's step |")
     print("|---|---|---|---|---|---|")
-    for key, runs in results["fmnist"].items():
+    for key, all_runs in results["fmnist"].items():
+        runs = [run for run in all_runs if "error" not in run]
+        if not runs:
+            print(f"| {key} | failed: {all_runs[0]['error']} | | | | |")
+            continue
         floor = [run["gflop_per_step"] / run["peak_gflops"] * 1000 for run in runs]
         keras = results["keras"].get(key)
         keras_cells = f"{keras['ms_per_step']:.2f} | {keras['ms_per_step'] / 2:.2f}" if keras else "— | —"
@@ -171,6 +181,7 @@ def report(results: dict) -> None:
               f"{spread([run['flop_operators_ms'] for run in runs], 2)} | {statistics.mean(floor):.2f} "
               f"({runs[0]['gflop_per_step']:.3f} GFLOP at {statistics.mean(run['peak_gflops'] for run in runs):.0f} "
               f"GFLOP/s) | {keras_cells} |")
+
 
 if __name__ == "__main__":
     main()

@@ -62,7 +62,8 @@ def measure(variant: dict, warmup: int, steps: int) -> dict:
 
 
 def trainer_step(variant: dict):
-    """fmnist's training step for `variant` (model, precision, layout, kernel, compile), built in this process:
+    """fmnist's training step for `variant` (model, precision, layout, kernel, compile; optionally split: threads
+    the batch is split over, default 1, and dropout: "fmnist" (default) or "torch"), built in this process:
     (step(i) taking the i-th batch of a fixed shuffle, result() giving the summed loss, threads and torch version)."""
     import torch
     from torch.nn import functional as F
@@ -80,7 +81,7 @@ def trainer_step(variant: dict):
         for module in list(model.modules()):
             for name, child in module.named_children():
                 if isinstance(child, torch.nn.Dropout):
-                    setattr(module, name, torch.nn.Dropout(child.p))
+                    setattr(module, name, torch.nn.Dropout(child.p, child.inplace))
     if variant["layout"] == "channels_last":
         model = model.to(memory_format=torch.channels_last)
     options = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[variant["kernel"]]
@@ -196,7 +197,8 @@ def main() -> None:
     parser.add_argument("--precisions", default=None, help="fp32 and/or bf16 (default: fp32, and bf16 where native)")
     parser.add_argument("--layouts", default="channels_last,contiguous")
     parser.add_argument("--kernels", default=",".join(KERNELS))
-    parser.add_argument("--dropouts", default="fmnist", help="fmnist's dropout module and/or torch's (bernoulli_ masks)")
+    parser.add_argument("--dropouts", default="fmnist",
+                        help="fmnist's dropout module and/or torch's (bernoulli_ masks)")
     parser.add_argument("--splits", default="1", help="threads the batch is split over (inter-op), e.g. 1,2")
     parser.add_argument("--compile", default="none", help="none and/or torch.compile modes (default, max-autotune-no-cudagraphs)")
     parser.add_argument("--steps", type=int, default=300)
@@ -218,22 +220,26 @@ def main() -> None:
         return [item.strip() for item in text.split(",") if item.strip()]
 
     precisions = listed(args.precisions) if args.precisions else ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
+    splits = listed(args.splits)
+    if not all(split.isdigit() and int(split) >= 1 for split in splits):
+        parser.error("--splits: whole numbers of threads, at least 1")
     dimensions = {"model": listed(args.models), "isa": listed(args.isas), "precision": precisions,
-                  "layout": listed(args.layouts), "compile": listed(args.compile), "split": [int(n) for n in listed(args.splits)],
-                  "dropout": listed(args.dropouts),
-                  "kernel": listed(args.kernels)}
+                  "layout": listed(args.layouts), "compile": listed(args.compile), "split": [int(n) for n in splits],
+                  "dropout": listed(args.dropouts), "kernel": listed(args.kernels)}
     if set(dimensions["isa"]) - set(ISAS):
         parser.error(f"--isas: any of {', '.join(ISAS)}")
+    if set(dimensions["dropout"]) - {"fmnist", "torch"}:
+        parser.error("--dropouts: fmnist and/or torch")
     variants = [dict(zip(dimensions, values)) for values in itertools.product(*dimensions.values())]
     runs: dict[str, list[dict]] = {json.dumps(variant): [] for variant in variants}
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    started, before = time.strftime("%Y-%m-%d %H:%M:%S %Z"), machine()  # the load before this script's own work
     for repeat in range(args.repeats):
         shift = repeat % len(variants)
         for variant in variants[shift:] + variants[:shift]:
             result = run_child(variant, args)
             runs[json.dumps(variant)].append(result)
             print(f"# repeat {repeat + 1}/{args.repeats} {variant}: {result}", file=sys.stderr, flush=True)
-    results = {"command": " ".join(sys.argv), "started": started, "machine": machine(), "beside": args.beside,
+    results = {"command": " ".join(sys.argv), "started": started, "machine": before, "beside": args.beside,
                "settings": {"steps": args.steps, "warmup": args.warmup, "batch": BATCH, "repeats": args.repeats,
                             "threads": args.threads},
                "variants": [{**json.loads(key), "runs": value} for key, value in runs.items()]}

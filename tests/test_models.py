@@ -421,3 +421,15 @@ def test_dropout_draws_a_mask_per_stacked_model():
     stacked = torch.func.vmap(Dropout(0.5).train(), randomness="different")(torch.ones(3, 20_000))
     assert not torch.equal(stacked[0], stacked[1]) and not torch.equal(stacked[1], stacked[2])
     assert all(abs((row != 0).float().mean().item() - 0.5) < 0.02 for row in stacked)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_keeps_where_a_float32_draw_of_the_seeded_generator_is_at_least_p(dtype):
+    # p = 0.3 is not a bf16 number: a mask drawn in bf16, or by torch's own dropout, keeps other elements
+    x = torch.randn(4, 8, 5, 5).to(dtype).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(5)
+    got = Dropout(0.3).train()(x)
+    torch.manual_seed(5)
+    kept = (torch.rand(4, 5, 5, 8) >= 0.3).permute(0, 3, 1, 2)  # drawn in channels-last memory order
+    expected = torch.where(kept, x.float() * (1 / 0.7), 0.0).to(dtype)
+    assert torch.equal(got, expected)

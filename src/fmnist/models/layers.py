@@ -71,7 +71,7 @@ class Dropout(nn.Dropout):
         if not self.training or self.p == 0.0 or self.p == 1.0 or self.inplace or x.device.type != "cpu":
             return super().forward(x)
         kept = torch.rand_like(x, dtype=torch.float32) >= self.p  # fp32 draws: bf16's would round p
-        # The mask in x's dtype: a bool operand takes a slower mixed-type path, forward and backward.
+        # The mask in x's dtype: one same-dtype product forward and backward, no bool → float promotion in it.
         return (x * kept.to(x.dtype)).mul_(1.0 / (1.0 - self.p))
 
 
