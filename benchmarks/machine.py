@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -60,3 +61,11 @@ def spread(values: list[float], digits: int = 1) -> str:
     if len(values) < 2:
         return f"{values[0]:,.{digits}f}"
     return f"{statistics.mean(values):,.{digits}f} ± {statistics.stdev(values):,.{digits}f}"
+
+
+def write_results(path: Path, results: dict) -> None:
+    """`results` as indented JSON at `path`, written under a temporary name and renamed: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(results, indent=2) + "\n")
+    partial.replace(path)

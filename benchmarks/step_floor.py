@@ -32,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from machine import ISAS, describe, isa_environment, machine, spread  # noqa: E402  (benchmarks/machine.py)
+from machine import ISAS, describe, isa_environment, machine, spread, write_results  # noqa: E402  (beside)
 
 # Importing fmnist before torch sets its OpenMP default (GOMP_SPINCOUNT=1000, runtime.py), which libgomp reads once
 # when torch loads: the child processes inherit it and step as the trainer does. Keras's worker runs without it
@@ -156,10 +156,7 @@ def main() -> None:
                "beside": args.beside, "settings": {"steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
                                                    "keras_epochs": args.keras_epochs},
                "fmnist": runs, "keras": keras}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.results.with_name(args.results.name + ".partial")
-    partial.write_text(json.dumps(results, indent=2) + "\n")
-    partial.replace(args.results)
+    write_results(args.results, results)
     report(results)
 
 

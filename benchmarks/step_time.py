@@ -35,7 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from machine import ISAS, isa_environment, machine, spread  # noqa: E402  (benchmarks/machine.py, beside this script)
+from machine import ISAS, isa_environment, machine, spread, write_results  # noqa: E402  (benchmarks/machine.py)
 
 # The rule `--precision auto` follows. Importing fmnist also sets its OpenMP default (GOMP_SPINCOUNT=1000 on Linux,
 # unless set), which the child processes inherit: they wait for work as the CLI's training does.
@@ -243,10 +243,7 @@ def main() -> None:
                "settings": {"steps": args.steps, "warmup": args.warmup, "batch": BATCH, "repeats": args.repeats,
                             "threads": args.threads},
                "variants": [{**json.loads(key), "runs": value} for key, value in runs.items()]}
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.results.with_name(args.results.name + ".partial")
-    partial.write_text(json.dumps(results, indent=2) + "\n")
-    partial.replace(args.results)
+    write_results(args.results, results)
     report(results)
 
 
