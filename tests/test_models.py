@@ -409,7 +409,7 @@ def test_dropout_draws_from_the_seeded_generator_keeps_the_layout_and_is_off_in_
     assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
 
 
-def test_dropout_in_bf16_keeps_bf16_and_the_exact_scale():
+def test_dropout_in_bf16_keeps_bf16_and_scales_by_one_over_one_minus_p():
     torch.manual_seed(0)
     y = Dropout(0.25).train()(torch.ones(20_000, dtype=torch.bfloat16))
     assert y.dtype == torch.bfloat16
@@ -417,6 +417,7 @@ def test_dropout_in_bf16_keeps_bf16_and_the_exact_scale():
     assert abs((y != 0).float().mean().item() - 0.75) < 0.02
 
 
+@pytest.mark.filterwarnings("error")  # torch warns when an operator has no batching rule and runs model by model
 def test_dropout_draws_a_mask_per_stacked_model():
     stacked = torch.func.vmap(Dropout(0.5).train(), randomness="different")(torch.ones(3, 20_000))
     assert not torch.equal(stacked[0], stacked[1]) and not torch.equal(stacked[1], stacked[2])

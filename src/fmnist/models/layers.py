@@ -62,7 +62,7 @@ class Dropout(nn.Dropout):
     """nn.Dropout whose mask on the CPU comes from torch.rand instead of ATen's bernoulli_: an element is kept
     when its uniform draw is ≥ p, so with probability 1 - p (to 2⁻²⁴), drawn from the same seeded generator.
     bernoulli_ is the slow part of dropout there: MiniVGGNet's batch-32 step takes 0.90× the time native (bf16)
-    and 0.95× held to AVX2, and its test accuracy after 2 epochs is the same within noise (20 seeds each;
+    and 0.94× held to AVX2, and its test accuracy after 2 epochs is the same within noise (20 seeds each;
     benchmarks/README.md, "Dropout's mask"). Other devices keep ATen's fused kernel. No state: model files
     and eval mode are as before.
     """
@@ -70,8 +70,11 @@ class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0 or self.p == 1.0 or self.inplace or x.device.type != "cpu":
             return super().forward(x)
-        kept = torch.rand_like(x, dtype=torch.float32) >= self.p  # fp32 draws: bf16's would round p
-        # The mask in x's dtype: one same-dtype product forward and backward, no bool → float promotion in it.
+        # fp32 draws (bf16's would round p), compared in place: the mask is 1.0 or 0.0 in the draws' own memory,
+        # then in x's dtype, so the product forward and backward is one same-dtype multiply. Under torch.func's
+        # vmap (stacked folds) ge_ has no batching rule and would run fold by fold: compared out of place there.
+        draws = torch.rand_like(x, dtype=torch.float32)
+        kept = draws >= self.p if _in_functorch(x) else draws.ge_(self.p)
         return (x * kept.to(x.dtype)).mul_(1.0 / (1.0 - self.p))
 
 
