@@ -6,7 +6,7 @@
         .venv/bin/python benchmarks/fast_fp32_screen.py train w8-16-48-128:8:1:lr=0.2 ...  # NAME:EPOCHS:SEED[:KEY=VALUE]
 
 The `fast` recipe held to fp32 (the environment above emulates an AVX2-only CPU, where `--precision auto` trains
-in fp32) spends 78 % of the CPU's sgemm peak on its convolutions, so it cannot get much faster per FLOP: this
+in fp32) trains at about 76 % of the CPU's sgemm peak in FLOPs per second, so it cannot get much faster per FLOP: this
 script tries nets with fewer FLOPs. Variants, registered here only: `wA-B-C-D` is FastNet with those widths
 (stem, then three conv → pool → BN → ReLU blocks); `pfA-B-C-D` pools before block 1's convolution (it runs at
 14×14); `s2dA-B-C` starts from a pixel-unshuffled 14×14×4 image (no 28×28 maps at all).
